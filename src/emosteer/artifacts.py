@@ -1,0 +1,173 @@
+"""Atomic writes and self-describing configs.
+
+Every artifact is a directory or file written atomically (temp file + fsync + rename) so that a
+kill never leaves a half-written file behind, and every artifact has a frozen-dataclass config
+saved as JSON next to it. Arrays go to safetensors, never pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from emosteer import __version__
+from emosteer.errors import ArtifactError, EmosteerError
+
+T = TypeVar("T")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically. On failure (full disk, say) the old file is intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ArtifactError(f"{path}: could not write ({e.strerror or e})") from e
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write `obj` (dataclasses, numpy scalars and Paths allowed) as pretty JSON."""
+    return atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{path}: file not found") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path}: could not read ({e})") from e
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config") -> T:
+    """Build frozen dataclass `cls` from a dict, rejecting unknown keys (no silent drift)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ArtifactError(f"{source}: unknown keys for {cls.__name__}: {sorted(unknown)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            v = data[f.name]
+            # JSON has no tuples; frozen configs use tuples for sequences.
+            if isinstance(v, list) and "tuple" in str(f.type):
+                v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+            kwargs[f.name] = v
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ArtifactError(f"{source}: invalid {cls.__name__}: {e}") from e
+
+
+def save_config(cfg: Any, path: str | os.PathLike) -> Path:
+    return write_json(path, cfg)
+
+
+def load_config(cls: type[T], path: str | os.PathLike) -> T:
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object")
+    return config_from_dict(cls, data, source=str(path))
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """What produced an artifact: package and library versions, command line, host python."""
+    import torch  # local: keep `import emosteer` light
+
+    info = {
+        "emosteer_version": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "argv": list(sys.argv),
+    }
+    info.update(extra)
+    return info
+
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray],
+                 metadata: Mapping[str, str] | None = None) -> Path:
+    """Atomically save numpy arrays with safetensors."""
+    from safetensors.numpy import save
+
+    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    return atomic_write_bytes(path, save(arrays, metadata=dict(metadata) if metadata else None))
+
+
+def load_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: not a valid safetensors file ({e})") from e
+
+
+def refuse_overwrite(path: str | os.PathLike, force: bool) -> None:
+    """encodec-style guard: an existing output is an error unless -f/--force is given."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise EmosteerError(f"{path}: already exists (use -f to overwrite)")

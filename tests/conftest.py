@@ -1,0 +1,83 @@
+"""Shared fixtures. No test needs the network: models are tiny random-init configs saved with
+save_pretrained and reloaded through the same from_pretrained path users take."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EMOSTEER_SHARED", REPO.parent / "shared")) / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real RAVDESS clips and real wav2vec2-base embeddings); skip if absent."""
+    if not (SHARED / "ravdess").is_dir():
+        pytest.skip(f"shared test data not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def ravdess_dir(shared_data: Path) -> Path:
+    return shared_data / "ravdess"
+
+
+@pytest.fixture(scope="session")
+def real_embeddings(shared_data: Path) -> Path:
+    d = shared_data / "wav2vec2-base-layer5"
+    if not (d / "embeddings.npy").is_file():
+        pytest.skip(f"real embeddings not found at {d}")
+    return d
+
+
+def make_tiny_model_dir(path: Path, kind: str = "wav2vec2", num_layers: int = 4,
+                        hidden: int = 32, seed: int = 0) -> Path:
+    """Save a tiny random-init SSL model (group-norm front end like the base models)."""
+    import torch
+    from transformers import (
+        Data2VecAudioConfig,
+        Data2VecAudioModel,
+        HubertConfig,
+        HubertModel,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+    )
+
+    classes = {
+        "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
+        "hubert": (HubertConfig, HubertModel),
+        "wavlm": (WavLMConfig, WavLMModel),
+        "data2vec": (Data2VecAudioConfig, Data2VecAudioModel),
+    }
+    cfg_cls, model_cls = classes[kind]
+    kwargs = dict(
+        hidden_size=hidden,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        layerdrop=0.1,  # deliberately non-zero: the encoder must disable it
+    )
+    if kind != "data2vec":
+        kwargs["feat_extract_norm"] = "group"
+    cfg = cfg_cls(**kwargs)
+    torch.manual_seed(seed)
+    model = model_cls(cfg)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                             do_normalize=True, return_attention_mask=False).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny_w2v2"))
