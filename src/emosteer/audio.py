@@ -1,7 +1,13 @@
 """Audio I/O: a few verb functions over float32 numpy arrays of shape (T,) (mono).
 
-`load_audio` reads wav/flac/ogg/mp3, downmixes to mono, resamples with a proper (soxr) resampler
-and validates the signal; every failure is an AudioError that names the file.
+Supported input formats: WAV (PCM 8/16/24/32-bit, float 32/64), FLAC, OGG/Vorbis and MP3 through
+libsndfile (MP3 needs libsndfile >= 1.1); anything else libsndfile cannot open (m4a, opus in
+odd containers) falls back to librosa/audioread when a decoder for it is installed.
+Output: WAV, FLAC and OGG (`save_audio`).
+
+`load_audio` reads a file, downmixes to mono, resamples with a band-limited (soxr) resampler and
+validates the signal; every failure is an AudioError that names the file. `iter_audio_chunks`
+streams long files (an hour or more) with memory bounded by the chunk size.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from emosteer.artifacts import atomic_write_bytes
-from emosteer.errors import AudioError
+from emosteer.errors import AudioError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -25,48 +31,99 @@ SSL_HOP = 320  # the CNN front end's total stride: 16000 / 320 = 50 frames per s
 SSL_FRAME_RATE = SAMPLE_RATE / SSL_HOP
 MIN_SAMPLES = 400  # the CNN front end's receptive field: shorter input yields zero frames
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this peak a file carries no usable speech
-CLIP_LEVEL = 0.999
+CLIP_LEVEL = 0.999  # 16-bit full scale is 32767/32768 = 0.99997; anything this close has clipped
+READ_BLOCK_SECONDS = 4.0  # disk read size while streaming: large enough to amortise calls
+RESAMPLE_QUALITY = "HQ"  # soxr 'HQ': 20-bit precision, -100 dB stopband, ample for 16-bit audio
+
+# Suffixes libsndfile decodes itself; for these a failure means a bad file, so the slow
+# librosa/audioread fallback would only repeat the failure.
+_NATIVE_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".w64",
+                    ".rf64", ".caf"}
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # what corpora scans and the CLI accepts
+
+# soundfile raises LibsndfileError (a RuntimeError) for bad files; its Python-side header
+# parsing can also raise these for garbage input.
+_DECODE_ERRORS = (RuntimeError, TypeError, ValueError, EOFError, OverflowError, MemoryError)
 
 
-def _read(path: Path, start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
+def _native(path: Path) -> bool:
+    import soundfile as sf
+
+    suffix = path.suffix.lower()
+    return suffix in _NATIVE_SUFFIXES or (suffix == ".mp3" and "MP3" in sf.available_formats())
+
+
+def _open_error(path: Path, e: BaseException) -> AudioError:
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, PermissionError) or "Permission denied" in text:
+        return AudioError(f"{path}: permission denied")
+    return AudioError(f"{path}: not a readable audio file ({text})")
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """Decode the whole file as float32 (T, C)."""
     import soundfile as sf
 
     try:
-        data, sr = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
         return data, int(sr)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+    except _DECODE_ERRORS as e:
+        if _native(path):
+            raise _open_error(path, e) from e
         sf_error = e
-    # Some containers (older mp3, odd ogg) are beyond libsndfile: fall back to librosa/audioread.
     try:
         import librosa
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             y, sr = librosa.load(str(path), sr=None, mono=False)
-    except Exception as e:  # noqa: BLE001 - any decoder failure means "not audio" to the user
-        raise AudioError(f"{path}: not a readable audio file ({sf_error})") from e
-    y = np.atleast_2d(y).T.astype(np.float32)
-    return y, int(sr)
+    except Exception as e:  # noqa: BLE001 - audioread backends raise anything; all mean "not audio"
+        raise _open_error(path, sf_error) from e
+    return np.atleast_2d(y).T.astype(np.float32), int(sr)
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if not os.access(path, os.R_OK):
-        raise AudioError(f"{path}: permission denied")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+    try:
+        if not path.exists():
+            raise AudioError(f"{path}: file not found")
+        if path.is_dir():
+            raise AudioError(f"{path}: is a directory, not an audio file")
+        if not path.is_file():
+            raise AudioError(f"{path}: not a regular file")
+        if not os.access(path, os.R_OK):
+            raise AudioError(f"{path}: permission denied")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{path}: empty file (0 bytes)")
+    except OSError as e:  # name too long, symlink loop, vanished between calls
+        raise AudioError(f"{path}: cannot access ({e.strerror or e})") from e
+
+
+def _mono(data: np.ndarray) -> np.ndarray:
+    # Mean, not sum: keeps the level of a multichannel file comparable to its mono version.
+    return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Band-limited resampling (soxr, 'HQ'). Works on (T,) or (T, C)."""
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ConfigError(f"resample: sample rates must be positive (got {orig_sr} -> {target_sr})")
     if orig_sr == target_sr:
         return wav.astype(np.float32, copy=False)
     import soxr
 
-    return soxr.resample(wav, orig_sr, target_sr, quality="HQ").astype(np.float32)
+    return soxr.resample(wav, orig_sr, target_sr, quality=RESAMPLE_QUALITY).astype(np.float32)
+
+
+def min_samples_at(sr: int) -> int:
+    """MIN_SAMPLES (defined at 16 kHz) expressed at sample rate `sr`."""
+    return int(np.ceil(MIN_SAMPLES * sr / SAMPLE_RATE))
+
+
+def _check_level(source: object, peak: float) -> None:
+    if peak < SILENCE_PEAK:
+        raise AudioError(f"{source}: all silent (peak {peak:.2e}, below {SILENCE_PEAK:g})")
+    if peak >= CLIP_LEVEL:
+        log.warning("%s: audio clips (peak %.3f); continuing", source, peak)
 
 
 def validate_audio(wav: np.ndarray, source: str | os.PathLike = "<array>",
@@ -81,27 +138,26 @@ def validate_audio(wav: np.ndarray, source: str | os.PathLike = "<array>",
             f"{source}: too short ({wav.shape[0]} samples; at least {min_samples} are needed "
             "for one model frame)"
         )
-    peak = float(np.max(np.abs(wav)))
-    if peak < SILENCE_PEAK:
-        raise AudioError(f"{source}: all silent (peak {peak:.2e})")
-    if peak >= CLIP_LEVEL:
-        log.warning("%s: audio clips (peak %.3f); continuing", source, peak)
+    _check_level(source, float(np.max(np.abs(wav))))
     return wav
 
 
 def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, validate: bool = True) -> np.ndarray:
-    """Read an audio file as mono float32 at `sr` Hz, shape (T,)."""
+    """Read an audio file as mono float32 at `sr` Hz, shape (T,).
+
+    Raises AudioError (naming the file) when it is missing, unreadable, not audio, empty, or
+    (with `validate`) shorter than one model frame, all silent or non-finite."""
     path = Path(path)
     _check_path(path)
     data, file_sr = _read(path)
-    if data.ndim != 2 or data.shape[0] == 0:
+    if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioError(f"{path}: contains no samples")
+    # Checked before resampling: the resampler would smear one NaN over its whole filter span.
     if not np.all(np.isfinite(data)):
         raise AudioError(f"{path}: contains NaN or Inf samples")
-    wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    wav = resample(wav, file_sr, sr)
+    wav = resample(_mono(data), file_sr, sr)
     if validate:
-        validate_audio(wav, path, min_samples=int(np.ceil(MIN_SAMPLES * sr / SAMPLE_RATE)))
+        validate_audio(wav, path, min_samples=min_samples_at(sr))
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 
@@ -113,46 +169,117 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     _check_path(path)
     try:
         info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise AudioError(f"{path}: not a readable audio file ({e})") from e
+    except _DECODE_ERRORS as e:
+        raise _open_error(path, e) from e
     return int(info.samplerate), int(info.frames), int(info.channels)
 
 
-def iter_audio_chunks(path: str | os.PathLike, chunk_seconds: float = 30.0, sr: int = SAMPLE_RATE,
-                      overlap_seconds: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (start_sample_at_sr, mono chunk) of a long file with bounded memory.
+def _iter_blocks(path: Path) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield (mono block, file_sr), reading sequentially so memory stays bounded."""
+    import soundfile as sf
 
-    Chunks are read from disk block by block; each is resampled independently, which is
-    exact enough for feature extraction (the resampler's edge effect spans a few ms)."""
+    try:
+        f = sf.SoundFile(str(path))
+    except _DECODE_ERRORS as e:
+        if _native(path):
+            raise _open_error(path, e) from e
+        # Formats only audioread decodes cannot be streamed: decode once, then slice.
+        data, file_sr = _read(path)
+        step = max(1, int(READ_BLOCK_SECONDS * file_sr))
+        for i in range(0, data.shape[0], step):
+            yield _mono(data[i:i + step]), file_sr
+        return
+    with f:
+        file_sr = int(f.samplerate)
+        step = max(1, int(READ_BLOCK_SECONDS * file_sr))
+        while True:
+            try:
+                data = f.read(step, dtype="float32", always_2d=True)
+            except _DECODE_ERRORS as e:
+                raise AudioError(f"{path}: decoding failed near {f.tell() / file_sr:.1f} s "
+                                 f"({e})") from e
+            if data.shape[0] == 0:
+                return
+            yield _mono(data), file_sr
+
+
+def iter_audio_chunks(path: str | os.PathLike, chunk_seconds: float = 30.0, sr: int = SAMPLE_RATE,
+                      overlap_seconds: float = 0.0,
+                      validate: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (start_sample_at_sr, mono chunk at `sr`) of a long file with bounded memory.
+
+    Chunk k starts at k * chunk_seconds and holds chunk_seconds + overlap_seconds of audio (the
+    last one is shorter). The file is read block by block through one streaming resampler, so
+    the chunks are slices of the same signal `load_audio` returns: no seams at chunk edges.
+    Memory holds about one chunk plus one read block. With `validate`, NaN/Inf raise as soon as
+    they are read; an all-silent file raises after its last chunk (silence is only known then).
+    """
     path = Path(path)
-    file_sr, n_frames, _ = audio_info(path)
-    step = int(chunk_seconds * file_sr)
-    ov = int(overlap_seconds * file_sr)
-    if step <= 0:
-        raise AudioError(f"{path}: chunk_seconds must be positive")
-    pos = 0
-    while pos < n_frames:
-        data, _ = _read(path, start=pos, frames=min(step + ov, n_frames - pos))
-        if not np.all(np.isfinite(data)):
-            raise AudioError(f"{path}: contains NaN or Inf samples")
-        wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-        yield int(round(pos * sr / file_sr)), resample(wav, file_sr, sr)
-        pos += step
+    chunk = int(round(chunk_seconds * sr))
+    overlap = int(round(overlap_seconds * sr))
+    if chunk <= 0 or overlap < 0:
+        raise ConfigError(f"{path}: chunk_seconds must be > 0 and overlap_seconds >= 0 "
+                          f"(got {chunk_seconds}, {overlap_seconds})")
+    _check_path(path)
+    import soxr
+
+    stream = None
+    file_sr = 0
+    buf = np.empty(0, dtype=np.float32)
+    start, peak, read = 0, 0.0, 0
+    blocks = _iter_blocks(path)
+    done = False
+    while not done:
+        block = next(blocks, None)
+        done = block is None
+        if done:
+            mono = np.empty(0, dtype=np.float32)
+        else:
+            mono, file_sr = block
+            if read == 0 and file_sr != sr:
+                stream = soxr.ResampleStream(file_sr, sr, 1, dtype="float32",
+                                             quality=RESAMPLE_QUALITY)
+        if not np.all(np.isfinite(mono)):
+            bad = read + int(np.argmin(np.isfinite(mono)))
+            raise AudioError(f"{path}: contains NaN or Inf samples (first at {bad / file_sr:.2f} s)")
+        read += mono.shape[0]
+        if mono.size:
+            peak = max(peak, float(np.max(np.abs(mono))))
+        out = mono if stream is None else stream.resample_chunk(mono, last=done)
+        buf = np.concatenate([buf, out]) if buf.size else out
+        while buf.shape[0] >= chunk + overlap:
+            yield start, np.array(buf[:chunk + overlap])
+            buf = buf[chunk:]
+            start += chunk
+    if read == 0:
+        raise AudioError(f"{path}: contains no samples")
+    if validate and read < min_samples_at(file_sr):
+        raise AudioError(f"{path}: too short ({read} samples at {file_sr} Hz; at least "
+                         f"{min_samples_at(file_sr)} are needed for one model frame)")
+    # The tail is new audio unless the previous chunk's overlap already covered all of it.
+    if buf.shape[0] > overlap or (start == 0 and buf.size):
+        yield start, np.array(buf)
+    if validate:
+        _check_level(path, peak)
 
 
 def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, subtype: str = "PCM_16") -> Path:
-    """Write mono float audio atomically (wav or flac by suffix)."""
+    """Write mono float audio atomically (wav, flac or ogg by suffix); samples are clipped to ±1."""
     import soundfile as sf
 
     path = Path(path)
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
     if fmt is None:
         raise AudioError(f"{path}: unsupported output format (use .wav, .flac or .ogg)")
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim != 1:
+        raise AudioError(f"{path}: expected mono audio of shape (T,), got {wav.shape}")
+    if not np.all(np.isfinite(wav)):
+        raise AudioError(f"{path}: refusing to write NaN or Inf samples")
     if fmt == "OGG":
         subtype = "VORBIS"
     buf = io.BytesIO()
-    sf.write(buf, np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0), sr, format=fmt,
-             subtype=subtype)
+    sf.write(buf, np.clip(wav, -1.0, 1.0), int(sr), format=fmt, subtype=subtype)
     return atomic_write_bytes(path, buf.getvalue())
 
 
