@@ -170,7 +170,8 @@ def acoustic_correlates(wav: np.ndarray, sr: int, source: str = "<array>") -> di
     - alpha_ratio_db: energy 1-5 kHz over 50-1000 Hz on voiced frames, dB (eGeMAPS band edges).
     - spectral_tilt: slope of the voiced long-term average spectrum, 50-5000 Hz, dB/kHz.
     - voiced_ratio: voiced frames / active-speech frames.
-    - speaking_rate: syllable nuclei (energy peaks in voiced regions) per second of active speech.
+    - speaking_rate: syllable nuclei (energy peaks in voiced regions) per second of the span
+      from the first to the last voiced frame.
     - duration_s: length of the input.
     Undefined values (no voiced frame) are NaN."""
     wav = validate_audio(np.asarray(wav, dtype=np.float32), source)
@@ -186,9 +187,12 @@ def acoustic_correlates(wav: np.ndarray, sr: int, source: str = "<array>") -> di
     out["level_db"] = active_level_db(pros.energy_db)
     n_active = int(active.sum())
     out["voiced_ratio"] = float(voiced.sum() / n_active) if n_active else 0.0
-    out["speaking_rate"] = (_syllable_nuclei(pros.energy_db, voiced, pros.frame_rate)
-                            / (n_active / pros.frame_rate)) if n_active else 0.0
     if voiced.any():
+        # Per second of the span from first to last voiced frame: pause detection on the
+        # padding silence of corpora is far less repeatable than voicing.
+        idx = np.flatnonzero(voiced)
+        span_s = (idx[-1] - idx[0] + 1) / pros.frame_rate
+        out["speaking_rate"] = _syllable_nuclei(pros.energy_db, voiced, pros.frame_rate) / span_s
         st = hz_to_st(pros.f0[voiced])
         lo, hi = np.percentile(st, F0_RANGE_PERCENTILES)
         out["median_f0_st"] = float(np.median(st))

@@ -44,7 +44,7 @@ from emosteer.correlates import (
     speech_level_db,
     st_to_hz,
 )
-from emosteer.errors import AudioError, ConfigError
+from emosteer.errors import ArtifactError, AudioError, ConfigError
 
 __all__ = [
     "CORRELATE_KEYS", "Prosody", "ProsodyDelta", "acoustic_correlates", "apply_prosody",
@@ -97,7 +97,10 @@ class ProsodyDelta:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ProsodyDelta:
-        return load_config(cls, path)
+        try:
+            return load_config(cls, path)
+        except ConfigError as e:
+            raise ArtifactError(f"{path}: {e}") from e
 
 
 def delta_from_correlates(rows: Sequence[dict], speakers: Sequence[str],

@@ -1,0 +1,138 @@
+"""`emosteer prosody`: measure acoustic correlates, learn prosody deltas, apply them with WORLD.
+
+    emosteer prosody measure FILES... [--json]
+    emosteer prosody learn CORPUS --format ravdess --source calm --target angry --out DELTA.json \
+        [--speakers ravdess_01,ravdess_02]
+    emosteer prosody apply IN.wav --delta-file DELTA.json --scale 1 --out OUT.wav [--preserve-level]
+
+`measure` reports and skips files it cannot read, and exits 1 if any was skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+from emosteer.artifacts import provenance, refuse_overwrite, write_json
+from emosteer.cli._common import add_force, parse_list
+from emosteer.errors import AudioError, ConfigError, CorpusError
+
+log = logging.getLogger(__name__)
+
+CORPUS_FORMATS = ("cremad", "ravdess", "emodb", "tess", "csv")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "prosody", help="measure, learn and apply prosody (F0, effort, level, rate)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="prosody_command", metavar="ACTION", required=True)
+
+    m = sub.add_parser("measure", help="acoustic correlates of audio files")
+    m.add_argument("files", nargs="+", type=Path, help="audio files")
+    m.add_argument("--json", action="store_true", help="print one JSON object per file")
+    m.set_defaults(func=run_measure)
+
+    learn = sub.add_parser("learn", help="learn a speaker-normalised prosody delta")
+    learn.add_argument("corpus", type=Path, help="corpus root directory (or csv manifest)")
+    learn.add_argument("--format", required=True, choices=CORPUS_FORMATS, help="corpus layout")
+    learn.add_argument("--source", required=True, help="source emotion, e.g. calm")
+    learn.add_argument("--target", required=True, help="target emotion, e.g. angry")
+    learn.add_argument("--speakers", default=None,
+                       help="comma-separated speakers to learn from (default: all)")
+    learn.add_argument("--out", required=True, type=Path, help="output DELTA.json")
+    add_force(learn)
+    learn.set_defaults(func=run_learn)
+
+    a = sub.add_parser("apply", help="impose a prosody delta on a recording (WORLD)")
+    a.add_argument("input", type=Path, help="input audio file")
+    a.add_argument("--delta-file", required=True, type=Path, help="DELTA.json from `learn`")
+    a.add_argument("--scale", type=float, default=1.0,
+                   help="multiple of the delta: 1 = target, 0 = resynthesis, -1 = opposite")
+    a.add_argument("--preserve-level", action="store_true",
+                   help="keep the input's loudness instead of applying the delta's level change")
+    a.add_argument("--out", required=True, type=Path, help="output audio (.wav/.flac)")
+    add_force(a)
+    a.set_defaults(func=run_apply)
+
+
+def _fmt(v: float) -> str:
+    return "nan" if not math.isfinite(v) else f"{v:.2f}"
+
+
+def run_measure(args) -> int:
+    from tqdm import tqdm
+
+    from emosteer.audio import SAMPLE_RATE, load_audio
+    from emosteer.prosody import CORRELATE_KEYS, acoustic_correlates
+
+    failed = 0
+    rows = []
+    for path in tqdm(args.files, desc="measure", unit="file", disable=len(args.files) < 2):
+        try:
+            rows.append((path, acoustic_correlates(load_audio(path, SAMPLE_RATE), SAMPLE_RATE,
+                                                   source=str(path))))
+        except AudioError as e:
+            tqdm.write(f"emosteer prosody measure: skipping: {e}", file=sys.stderr)
+            failed += 1
+    if args.json:
+        for path, c in rows:
+            clean = {k: (v if math.isfinite(v) else None) for k, v in c.items()}
+            print(json.dumps({"path": str(path), **clean}))
+    elif rows:
+        print("\t".join(("path",) + CORRELATE_KEYS))
+        for path, c in rows:
+            print("\t".join([str(path)] + [_fmt(c[k]) for k in CORRELATE_KEYS]))
+    return 1 if failed else 0
+
+
+def run_learn(args) -> int:
+    # corpora.py is another module of this package (contract in docs/design.md).
+    from emosteer.corpora import normalize_emotion, scan_corpus
+    from emosteer.prosody import learn_prosody_delta
+
+    source, target = normalize_emotion(args.source), normalize_emotion(args.target)
+    if source == target:
+        raise ConfigError(f"--source and --target are both {source!r}")
+    refuse_overwrite(args.out, args.force)
+    utts = [u for u in scan_corpus(args.corpus, args.format) if u.emotion in (source, target)]
+    wanted = set(parse_list(args.speakers))
+    if wanted:
+        unknown = wanted - {u.speaker for u in utts}
+        if unknown:
+            raise ConfigError(f"--speakers: no {source}/{target} clips for {sorted(unknown)} "
+                              f"in {args.corpus}")
+        utts = [u for u in utts if u.speaker in wanted]
+    if not utts:
+        raise CorpusError(f"{args.corpus}: no {source!r} or {target!r} clips")
+    delta = learn_prosody_delta([u.path for u in utts], [u.speaker for u in utts],
+                                [u.emotion for u in utts], source, target, progress=True)
+    delta.save(args.out)
+    write_json(args.out.with_suffix(".provenance.json"),
+               provenance(corpus=str(args.corpus), format=args.format))
+    log.info("f0 %+.2f st, range x%.2f, effort %+.2f dB, level %+.2f dB, rate x%.2f "
+             "(%d speakers) -> %s", delta.f0_shift_st, delta.f0_range_ratio, delta.tilt_db,
+             delta.energy_db, delta.rate_ratio, len(delta.speakers), args.out)
+    return 0
+
+
+def run_apply(args) -> int:
+    from emosteer.audio import audio_info, load_audio, save_audio
+    from emosteer.prosody import ProsodyDelta, apply_prosody
+
+    if not math.isfinite(args.scale):
+        raise ConfigError(f"--scale {args.scale}: expected a finite number")
+    if args.out.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise ConfigError(f"--out {args.out}: unsupported output format (use .wav or .flac)")
+    refuse_overwrite(args.out, args.force)
+    delta = ProsodyDelta.load(args.delta_file)
+    sr, _, _ = audio_info(args.input)  # WORLD works at any rate: keep the input's
+    wav = load_audio(args.input, sr)
+    out = apply_prosody(wav, sr, delta, args.scale, preserve_level=args.preserve_level)
+    save_audio(args.out, out, sr)
+    log.info("%s -> %s (scale %g)", args.input, args.out, args.scale)
+    return 0
