@@ -288,3 +288,11 @@ def test_add_tts_arguments_accepts_seed_spellings():
         p.parse_args(["--text", "hi", "--text-file", "t.txt", "--out", "o.wav"])
     with pytest.raises(SystemExit):
         p.parse_args(["--text", "hi", "--out", "o.wav", "--mode", "sideways"])
+
+
+@needs_espeak
+def test_espeak_rejects_bad_pitch():
+    with pytest.raises(ConfigError, match="--pitch 120"):
+        tts.synthesize(SENTENCE, backend="espeak", pitch=120)
+    high, sr = tts.synthesize("Ah.", backend="espeak", pitch=99)
+    assert high.shape[0] / sr > 0.1

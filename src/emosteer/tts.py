@@ -47,7 +47,7 @@ ESPEAK_VOICE = "en-us"
 ESPEAK_SAMPLE_RATE = 22050  # espeak-ng's formant synthesiser always writes 22.05 kHz
 ESPEAK_WPM = 175  # espeak-ng's default speed, so length_scale=1 keeps its natural rate
 ESPEAK_WPM_RANGE = (80, 450)  # the speeds espeak-ng accepts (`-s`)
-ESPEAK_PITCH = 50  # espeak-ng's default pitch on its 0..99 scale
+ESPEAK_PITCH, ESPEAK_PITCH_MAX = 50, 99  # espeak-ng's default pitch and its scale's top
 COQUI_HINT = "coqui selected but not installed: pip install coqui-tts, and give --coqui-model DIR"
 XTTS_FILES = ("config.json", "model.pth", "vocab.json")
 
@@ -212,8 +212,12 @@ def _piper(voice: Voice, text: str, length_scale: float, noise_scale: float) -> 
 def _espeak(voice: Voice, text: str, length_scale: float, pitch: int) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
-    lo, hi = ESPEAK_WPM_RANGE
-    wpm = int(np.clip(round(ESPEAK_WPM / length_scale), lo, hi))
+    if not 0 <= pitch <= ESPEAK_PITCH_MAX:
+        raise ConfigError(f"--pitch {pitch}: espeak-ng takes 0..{ESPEAK_PITCH_MAX}")
+    wpm = round(ESPEAK_WPM / length_scale)
+    if not ESPEAK_WPM_RANGE[0] <= wpm <= ESPEAK_WPM_RANGE[1]:
+        wpm = int(np.clip(wpm, *ESPEAK_WPM_RANGE))
+        log.warning("espeak-ng: length scale %g is out of its range; using %d wpm", length_scale, wpm)
     with tempfile.TemporaryDirectory(prefix="emosteer-espeak-") as tmp:
         out = Path(tmp) / "out.wav"
         # --stdin, not argv: text starting with "-" must not be parsed as a flag.
@@ -244,12 +248,10 @@ def synthesize(text: str, backend: str = DEFAULT_BACKEND,
                voice: Voice | str | os.PathLike | None = None, length_scale: float = 1.0,
                noise_scale: float = PIPER_NOISE_SCALE, sr_out: int | None = None,
                pitch: int = ESPEAK_PITCH, conditioning: Any = None) -> tuple[np.ndarray, int]:
-    """Speak `text`; returns (float32 wav (T,), sample rate).
+    """Speak `text` -> (float32 wav (T,), sr). `voice`: a Voice or what `load_voice` takes.
 
-    `voice` is a loaded Voice or what `load_voice` takes for `backend`. `length_scale` > 1 is
-    slower for every backend; `noise_scale` is Piper's generator noise; `pitch` is espeak-ng's
-    0..99 pitch; `conditioning` is XTTS's (gpt_cond_latent, speaker_embedding), e.g. from
-    `coqui_conditioning`. `sr_out` resamples the result."""
+    `length_scale` > 1 is slower (all backends), `noise_scale` is Piper's generator noise,
+    `pitch` espeak-ng's 0..99, `conditioning` XTTS's latents from `coqui_conditioning`."""
     text = normalize_text(text)
     if length_scale <= 0:
         raise ConfigError(f"--length-scale {length_scale}: must be positive")
@@ -372,10 +374,10 @@ def add_tts_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-scale", type=float, default=1.0, help=">1 speaks slower")
     p.add_argument("--noise-scale", type=float, default=PIPER_NOISE_SCALE, help="piper noise")
     p.add_argument("--pitch", type=int, default=ESPEAK_PITCH, help="espeak-ng pitch 0..99")
-    p.add_argument("--pause", type=float, default=SENTENCE_PAUSE_S,
-                   help="seconds of silence between sentences")
-    p.add_argument("--model", help="SSL encoder (hub id or directory), as for `emosteer steer`")
-    p.add_argument("--layer", type=int, help="encoder layer, as for `emosteer steer`")
-    p.add_argument("--mapper", help="trained mapper directory, as for `emosteer steer`")
-    p.add_argument("--vocoder", help="vocoder (griffinlim or directory), as for `emosteer steer`")
+    p.add_argument("--pause", type=float, default=SENTENCE_PAUSE_S, help="s between sentences")
+    # Same spellings as `emosteer steer`, whose module owns their defaults and validation.
+    p.add_argument("--model", help="SSL encoder: hub id or directory")
+    p.add_argument("--layer", type=int, help="encoder layer")
+    p.add_argument("--mapper", help="trained mapper directory")
+    p.add_argument("--vocoder", help="griffinlim or a vocoder directory")
     p.add_argument("--mode", choices=("latent", "prosody", "both"), default="latent")
