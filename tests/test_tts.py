@@ -296,3 +296,26 @@ def test_espeak_rejects_bad_pitch():
         tts.synthesize(SENTENCE, backend="espeak", pitch=120)
     high, sr = tts.synthesize("Ah.", backend="espeak", pitch=99)
     assert high.shape[0] / sr > 0.1
+
+
+def test_alpha_to_delta_drives_emotion_axis_steer_onto_the_references():
+    axes = pytest.importorskip("emosteer.axes")
+    rng = np.random.default_rng(0)
+    axis = axes.wrap_vector(rng.standard_normal(16), "tiny", 5, "calm", "angry", calibration=2.5)
+    neutral_frames = rng.standard_normal((40, 16)).astype(np.float32)
+    neutral = float(axis.project(neutral_frames).mean())
+    calm, angry = neutral - 3.0, neutral + 1.7
+    for alpha, target in ((1.0, angry), (-1.0, calm), (0.5, neutral + 0.85)):
+        delta = tts.alpha_to_delta(alpha, neutral, calm, angry, axis.calibration)
+        steered = axis.project(axis.steer(neutral_frames, delta)).mean()
+        assert steered == pytest.approx(target, abs=1e-4)
+
+
+def test_check_references_on_real_ravdess_clips(ravdess_dir):
+    # RAVDESS names: 03-01-EMOTION-INTENSITY-STATEMENT-REPETITION-ACTOR; 02 calm, 05 angry.
+    calm = ravdess_dir / "Actor_01" / "03-01-02-01-01-01-01.flac"
+    angry = ravdess_dir / "Actor_01" / "03-01-05-02-01-01-01.flac"
+    c, a = tts.check_references(calm, angry)
+    assert c.shape[0] > 16000 and a.shape[0] > 16000
+    with pytest.raises(ConfigError, match="same clip"):
+        tts.check_references(angry, angry)
