@@ -180,3 +180,69 @@ def test_wrap_vector_and_cli_from_npy(tmp_path, capsys):
     assert main(["axis", "--from-npy", str(tmp_path / "bad.npy"), "--model", "m", "--layer", "5",
                  "--source", "calm", "--target", "angry", "--out", str(tmp_path / "b")]) == 2
     assert "bad.npy" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def real_store(real_embeddings, tmp_path_factory):
+    store = pytest.importorskip("emosteer.store")
+    out = tmp_path_factory.mktemp("store") / "w2v2-l5"
+    store.import_embeddings(real_embeddings / "embeddings.npy", real_embeddings / "index.csv",
+                            5, out, model="facebook/wav2vec2-base")
+    return out
+
+
+def test_cli_axis_json_matches_numpy_and_sklearn(real_store, real, tmp_path, capsys):
+    """ACCEPTANCE: the axis and held-out AUC `emosteer axis --json` reports agree to 1e-6."""
+    X, spk, emo = real
+    rc = main(["axis", str(real_store), "--layer", "5", "--source", "happy", "--target", "angry",
+               "--out", str(tmp_path / "ax"), "--holdout-speakers", ",".join(HOLDOUT), "--json"])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)["axes"][0]
+    raw, cen = reference_holdout(X, spk, emo, "happy", "angry", list(HOLDOUT))
+    assert rep["holdout"]["auc_raw"] == pytest.approx(raw, abs=1e-6)
+    assert rep["holdout"]["auc_centred"] == pytest.approx(cen, abs=1e-6)
+    assert rep["holdout"]["test_speakers"] == list(HOLDOUT)
+    # the saved axis is built from the training speakers only, so the held-out ones stay unseen
+    train = [s for s in sorted(set(spk)) if s not in HOLDOUT]
+    v, _ = reference_axis(X, spk, emo, "happy", "angry", train)
+    axis = EmotionAxis.load(tmp_path / "ax")
+    np.testing.assert_allclose(axis.vector, v, atol=1e-6)
+    assert rep["diagnostics"]["norm"] == pytest.approx(np.linalg.norm(v), abs=1e-6)
+    assert axis.config.speakers == tuple(train)
+    assert axis.config.model == "facebook/wav2vec2-base" and axis.config.layer == 5
+    assert axis.config.pooling == "norm"
+
+
+def test_cli_axis_multi_target_and_errors(real_store, tmp_path, capsys):
+    out = tmp_path / "axes"
+    assert main(["axis", str(real_store), "--layer", "5", "--source", "happy",
+                 "--target", "angry", "--out", str(out), "--loso"]) == 0
+    assert "loso AUC" in capsys.readouterr().out
+    # several targets -> a directory of axes; a missing emotion is a clean error
+    assert main(["axis", str(real_store), "--layer", "5", "--source", "happy",
+                 "--target", "angry,sad", "--out", str(tmp_path / "multi")]) == 2
+    assert "'sad'" in capsys.readouterr().err
+    assert not (tmp_path / "multi").exists()  # nothing half-written
+    assert main(["axis", str(real_store), "--layer", "7", "--source", "happy",
+                 "--target", "angry", "--out", str(tmp_path / "l7")]) == 2
+    assert "layer" in capsys.readouterr().err
+
+
+def test_cli_axis_directory_of_axes(tmp_path, capsys):
+    store = pytest.importorskip("emosteer.store")
+    rng = np.random.default_rng(0)
+    rows = [{"speaker": f"s{s}", "emotion": e} for s in range(3)
+            for e in ("neutral", "angry", "sad") for _ in range(2)]
+    np.save(tmp_path / "x.npy", rng.normal(size=(len(rows), 16)).astype(np.float32))
+    with open(tmp_path / "i.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["speaker", "emotion"])
+        w.writeheader()
+        w.writerows(rows)
+    store.import_embeddings(tmp_path / "x.npy", tmp_path / "i.csv", 2, tmp_path / "st", model="m")
+    assert main(["axis", str(tmp_path / "st"), "--layer", "2", "--source", "neutral",
+                 "--target", "angry,sad", "--out", str(tmp_path / "axes")]) == 0
+    index = json.loads((tmp_path / "axes" / "axes.json").read_text())
+    assert index["targets"] == ["angry", "sad"]
+    for t in ("angry", "sad"):
+        ax = EmotionAxis.load(tmp_path / "axes" / t)
+        assert (ax.config.source, ax.config.target, ax.config.layer) == ("neutral", t, 2)

@@ -110,14 +110,16 @@ def _from_store(args, targets: tuple[str, ...]) -> list[dict]:
             entry["holdout"] = holdout_auc(X, speakers, emotions, args.source, target,
                                            holdout or None, args.normalize_per_speaker)
             axis.diagnostics["holdout"] = entry["holdout"]
-        axis.save(out)
         entry.update(config=axis.config, diagnostics=axis.diagnostics)
-        results.append(entry)
+        results.append((axis, entry))
+    # Save only once every axis computed, so a bad target leaves no partial directory behind.
+    for axis, entry in results:
+        axis.save(entry["out"])
     if len(targets) > 1:
         write_json(args.out / INDEX_JSON, {"layer": args.layer, "source": args.source,
                                            "targets": list(targets),
                                            "axes": {t: t for t in targets}})
-    return results
+    return [entry for _, entry in results]
 
 
 def _print_human(results: list[dict]) -> None:
