@@ -192,7 +192,8 @@ def acoustic_correlates(wav: np.ndarray, sr: int, source: str = "<array>") -> di
         # padding silence of corpora is far less repeatable than voicing.
         idx = np.flatnonzero(voiced)
         span_s = (idx[-1] - idx[0] + 1) / pros.frame_rate
-        out["speaking_rate"] = _syllable_nuclei(pros.energy_db, voiced, pros.frame_rate) / span_s
+        out["speaking_rate"] = float(_syllable_nuclei(pros.energy_db, voiced, pros.frame_rate)
+                                     / span_s)
         st = hz_to_st(pros.f0[voiced])
         lo, hi = np.percentile(st, F0_RANGE_PERCENTILES)
         out["median_f0_st"] = float(np.median(st))
