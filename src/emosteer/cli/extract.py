@@ -1,0 +1,83 @@
+"""`emosteer extract`: encode a corpus with an SSL model into an embedding store.
+
+    emosteer extract /data/ravdess --format ravdess --model facebook/wav2vec2-base \
+        --layers 0-12 --out stores/ravdess-w2v2 [--pooling energy] [--frame-layers 5]
+
+Resumable: rerunning the same command after an interruption encodes only what is missing.
+-f discards an existing (finished or unfinished) store at --out and starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from emosteer.cli._common import add_device, add_force, parse_layers, parse_list
+from emosteer.errors import ConfigError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "extract", help="encode a corpus into an embedding store (resumable)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", type=Path, help="corpus directory (or manifest CSV for --format csv)")
+    p.add_argument("--format", required=True,
+                   help="corpus format: cremad, ravdess, emodb, tess or csv")
+    p.add_argument("--model", required=True, help="hub id or local model directory")
+    p.add_argument("--layers", default=None,
+                   help="layers to keep, e.g. '5', '0-12', '3,5,7-9' (default: all)")
+    p.add_argument("--out", required=True, type=Path, help="output store directory")
+    p.add_argument("--pooling", default="mean", choices=("mean", "energy", "norm", "voiced"),
+                   help="how frames are pooled per utterance (default mean)")
+    p.add_argument("--frame-layers", default=None,
+                   help="also store fp16 frame sequences for these layers (e.g. '5')")
+    p.add_argument("--random-init", action="store_true",
+                   help="random-init control: same architecture, weights drawn with --seed")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-init (default 0)")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="utterances of exactly equal length encoded together (default 1)")
+    p.add_argument("--emotions", default=None, help="only these emotions (comma-separated)")
+    p.add_argument("--speakers", default=None, help="only these speakers (comma-separated)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N utterances")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device(p)
+    add_force(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from emosteer.corpora import scan_corpus
+    from emosteer.encoders import load_encoder
+    from emosteer.extract import extract_store
+
+    layers = parse_layers(args.layers) if args.layers else None
+    frame_layers = parse_layers(args.frame_layers) if args.frame_layers else ()
+    if layers is not None and not set(frame_layers) <= set(layers):
+        raise ConfigError(f"--frame-layers {args.frame_layers}: must be among --layers")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit}: must be at least 1")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a directory")
+    utts = scan_corpus(args.root, args.format)
+    emotions, speakers = parse_list(args.emotions), parse_list(args.speakers)
+    if emotions:
+        utts = [u for u in utts if u.emotion in emotions]
+    if speakers:
+        utts = [u for u in utts if u.speaker in speakers]
+    if args.limit is not None:
+        utts = utts[:args.limit]
+    if not utts:
+        raise ConfigError(f"{args.root}: no utterances left after --emotions/--speakers/--limit")
+    encoder = load_encoder(args.model, layers=layers, device=args.device, bf16=args.bf16,
+                           random_init=args.random_init, seed=args.seed)
+    if frame_layers and not set(frame_layers) <= set(encoder.layers):
+        raise ConfigError(f"--frame-layers {args.frame_layers}: must be among the layers "
+                          f"{list(encoder.layers)}")
+    store = extract_store(utts, encoder, args.out, pooling=args.pooling, frame_layers=frame_layers,
+                          batch_size=args.batch_size, force=args.force,
+                          progress=not args.no_progress)
+    print(f"{store.root}: {len(store)} utterances, layers {list(store.layers)}, "
+          f"{len(store.skipped)} skipped")
+    return 0
