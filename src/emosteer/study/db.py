@@ -113,7 +113,8 @@ def add_participant(path: str | Path, pid: str,
             plan = planner(counts)
             conn.execute("INSERT INTO participants(pid, created, consent, plan) VALUES (?,?,1,?)",
                          (pid, time.time(), json.dumps(plan)))
-            for sid in plan:
+            # Repeats are consistency checks, not extra data: count each item once.
+            for sid in sorted(set(plan)):
                 conn.execute("INSERT INTO exposure(stimulus_id, n) VALUES (?, 1) "
                              "ON CONFLICT(stimulus_id) DO UPDATE SET n = n + 1", (sid,))
     found = get_participant(path, pid)

@@ -182,3 +182,40 @@ def serve(study: Study, host: str = "127.0.0.1", port: int = 8000,
 
     uvicorn.run(create_app(study, admin_token or secrets.token_urlsafe(16)), host=host,
                 port=port, log_level="warning")
+
+
+class BackgroundServer:
+    """Run the app in a daemon thread on a free local port (notebooks, pilots, tests).
+
+    with BackgroundServer(study, token) as url: ...   # url like http://127.0.0.1:PORT
+    """
+
+    def __init__(self, study: Study, admin_token: str, host: str = "127.0.0.1",
+                 start_timeout_s: float = 20.0) -> None:
+        self.study, self.token, self.host, self.timeout = study, admin_token, host, start_timeout_s
+
+    def __enter__(self) -> str:
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind((self.host, 0))
+            port = s.getsockname()[1]
+        config = uvicorn.Config(create_app(self.study, self.token), host=self.host, port=port,
+                                log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + self.timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"study server did not start on {self.host}:{port}")
+            time.sleep(0.05)
+        return f"http://{self.host}:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=self.timeout)
