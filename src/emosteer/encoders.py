@@ -204,8 +204,12 @@ class Encoder:
             raise AudioError(f"{path}: too short (fewer than {MIN_SAMPLES} samples)")
         if peak < SILENCE_PEAK:
             raise AudioError(f"{path}: all silent (peak {peak:.2e})")
-        if s // SSL_HOP < total:
-            yield self._window(buf, buf_start, s, buf_start + len(buf), ctx, total)
+        while s // SSL_HOP < total:  # the rest: the right context is whatever is left
+            last = (s + core) // SSL_HOP >= total
+            yield self._window(buf, buf_start, s, s + core, ctx, total if last else None)
+            s += core
+            drop = max(0, s - ctx - buf_start)
+            buf, buf_start = buf[drop:], buf_start + drop
 
     def _window(self, buf, buf_start, s, e, ctx, total):
         w0 = max(buf_start, s - ctx)

@@ -141,6 +141,8 @@ def _prepare(out_dir: Path, config: StoreConfig, force: bool) -> None:
         elif force:
             clear_store(out_dir)
     (out_dir / ITEMS_DIR).mkdir(parents=True, exist_ok=True)
+    for tmp in (out_dir / ITEMS_DIR).glob(".*.tmp"):  # a killed run's unfinished atomic write
+        tmp.unlink(missing_ok=True)
     save_config(config, out_dir / "extract.json")
 
 
