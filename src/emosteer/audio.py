@@ -33,6 +33,10 @@ MIN_SAMPLES = 400  # the CNN front end's receptive field: shorter input yields z
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this peak a file carries no usable speech
 CLIP_LEVEL = 0.999  # 16-bit full scale is 32767/32768 = 0.99997; anything this close has clipped
 READ_BLOCK_SECONDS = 4.0  # disk read size while streaming: large enough to amortise calls
+# Plausible file rates: below 4 kHz there is no speech band left (telephony is 8 kHz); 384 kHz
+# is the highest rate audio interfaces record. Outside this a header is corrupt or hostile (a
+# 1 Hz header makes resampling to 16 kHz allocate 16000x the file's size).
+MIN_FILE_SR, MAX_FILE_SR = 4_000, 384_000
 RESAMPLE_QUALITY = "HQ"  # soxr 'HQ': 20-bit precision, -100 dB stopband, ample for 16-bit audio
 
 # Suffixes libsndfile decodes itself; for these a failure means a bad file, so the slow
@@ -98,6 +102,12 @@ def _check_path(path: Path) -> None:
         raise AudioError(f"{path}: cannot access ({e.strerror or e})") from e
 
 
+def _check_rate(path: Path, file_sr: int) -> None:
+    if not MIN_FILE_SR <= file_sr <= MAX_FILE_SR:
+        raise AudioError(f"{path}: implausible sample rate {file_sr} Hz (expected "
+                         f"{MIN_FILE_SR}-{MAX_FILE_SR}); the header is probably corrupt")
+
+
 def _mono(data: np.ndarray) -> np.ndarray:
     # Mean, not sum: keeps the level of a multichannel file comparable to its mono version.
     return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
@@ -150,6 +160,7 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, validate: bool = 
     path = Path(path)
     _check_path(path)
     data, file_sr = _read(path)
+    _check_rate(path, file_sr)
     if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioError(f"{path}: contains no samples")
     # Checked before resampling: the resampler would smear one NaN over its whole filter span.
@@ -236,6 +247,8 @@ def iter_audio_chunks(path: str | os.PathLike, chunk_seconds: float = 30.0, sr: 
             mono = np.empty(0, dtype=np.float32)
         else:
             mono, file_sr = block
+            if read == 0:
+                _check_rate(path, file_sr)
             if read == 0 and file_sr != sr:
                 stream = soxr.ResampleStream(file_sr, sr, 1, dtype="float32",
                                              quality=RESAMPLE_QUALITY)
