@@ -229,7 +229,9 @@ def test_cli_measure_reports_and_skips(tmp_path, capsys):
 
 
 def test_cli_apply(tmp_path, capsys):
-    src = save_audio(tmp_path / "in.wav", voice(), SR)
+    from emosteer.audio import audio_info, resample
+
+    src = save_audio(tmp_path / "in.wav", resample(voice(), SR, 22050), 22050)
     ProsodyDelta(4.0, 1.0, 0.0, 0.0, 1.0).save(tmp_path / "d.json")
     out = tmp_path / "out.wav"
     argv = ["prosody", "apply", str(src), "--delta-file", str(tmp_path / "d.json"),
@@ -238,6 +240,7 @@ def test_cli_apply(tmp_path, capsys):
     shift = (acoustic_correlates(load_audio(out), SR)["median_f0_st"]
              - acoustic_correlates(load_audio(src), SR)["median_f0_st"])
     assert shift == pytest.approx(2.0, abs=0.3)
+    assert audio_info(out)[0] == 22050  # WORLD runs at the input's own rate
     assert main(argv) == 2 and "already exists" in capsys.readouterr().err
     assert main(argv + ["-f"]) == 0
     (tmp_path / "d.json").write_text("{")

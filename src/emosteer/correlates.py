@@ -33,8 +33,13 @@ ALPHA_LOW_BAND_HZ = (50.0, 1000.0)  # eGeMAPS alpha ratio bands
 ALPHA_HIGH_BAND_HZ = (1000.0, 5000.0)
 TILT_BAND_HZ = (50.0, 5000.0)  # the regression range of the spectral slope, same span as eGeMAPS
 F0_RANGE_PERCENTILES = (10.0, 90.0)  # robust to the odd octave error at either end
-SYLLABLE_PROMINENCE_DB = 2.0  # de Jong & Wempe (2009): a nucleus stands 2 dB above its dips
-MIN_SYLLABLE_S = 0.1  # fastest syllable rates are ~10/s
+# Syllable nuclei (after de Jong & Wempe 2009): peaks of the energy contour, smoothed over
+# 30 ms, standing 4 dB above their dips, >= 100 ms apart (fastest rates are ~10 syllables/s).
+# On the 7-syllable RAVDESS sentences (calm and angry, actors 01-08) these settings count 7.6
+# nuclei on average (sd 1.5); 2 dB on the unsmoothed contour counts 8-10, splitting long vowels.
+SYLLABLE_SMOOTH_S = 0.03
+SYLLABLE_PROMINENCE_DB = 4.0
+MIN_SYLLABLE_S = 0.1
 EPS_POWER = 1e-12  # -120 dBFS: keeps log10 finite on digital silence
 
 CORRELATE_KEYS = ("median_f0_st", "f0_range_st", "level_db", "alpha_ratio_db", "spectral_tilt",
@@ -70,7 +75,8 @@ class Prosody:
 def _frames(wav: np.ndarray, sr: int, n_frames: int, hop: int) -> np.ndarray:
     """(n_frames, win) windows centred on i*hop, zero-padded at the edges."""
     win = int(round(sr * ENERGY_WINDOW_MS / 1000))
-    padded = np.pad(wav.astype(np.float64), (win // 2, win + n_frames * hop))
+    tail = max(0, (n_frames - 1) * hop + win - (len(wav) + win // 2))
+    padded = np.pad(wav.astype(np.float64), (win // 2, tail))
     idx = np.arange(win)[None, :] + hop * np.arange(n_frames)[:, None]
     return padded[idx]
 
@@ -147,10 +153,13 @@ def speech_level_db(wav: np.ndarray, sr: int) -> float:
 
 
 def _syllable_nuclei(energy_db: np.ndarray, voiced: np.ndarray, frame_rate: float) -> int:
+    from scipy.ndimage import uniform_filter1d
     from scipy.signal import find_peaks
 
     if not voiced.any():
         return 0
+    width = max(1, int(round(SYLLABLE_SMOOTH_S * frame_rate)))
+    energy_db = uniform_filter1d(energy_db.astype(np.float64), width, mode="nearest")
     # Unvoiced frames sit below every voiced one, so each voiced island holds >= 1 peak.
     floor = float(energy_db[voiced].min()) - SYLLABLE_PROMINENCE_DB
     contour = np.where(voiced, energy_db, floor)
