@@ -62,6 +62,10 @@ def test_participant_completes_study_in_browser(tmp_path, browser):
             page.wait_for_selector(f"#trial-title:has-text('Trial {i + 1} of 6')")
             assert page.text_content("#progress") == f"{i} / 6"
             assert page.get_attribute("#audio", "src").startswith("/audio/")
+            if i == 0:  # the browser really decodes the served clip (0.3 s synthetic tone)
+                page.wait_for_function("document.getElementById('audio').readyState >= 1")
+                assert page.evaluate("document.getElementById('audio').duration") == \
+                    pytest.approx(0.3, abs=0.01)
             if i == 3:  # a reload mid-study resumes at the same trial (cookie)
                 page.reload()
                 page.wait_for_selector("#trial-title:has-text('Trial 4 of 6')")

@@ -15,11 +15,13 @@ import dataclasses
 import hashlib
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from emosteer import __version__
 from emosteer.artifacts import config_from_dict, provenance, read_json, refuse_overwrite, write_json
@@ -207,7 +209,8 @@ def create_study(input_dir: str | Path, out_dir: str | Path, config: StudyConfig
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     refuse_overwrite(out_dir, force)
     checked, bad = [], []
-    for stim in read_stimuli(input_dir, csv_path):
+    for stim in tqdm(read_stimuli(input_dir, csv_path), desc="checking stimuli", unit="file",
+                     file=sys.stderr, leave=False):
         try:
             checked.append(_check_audio(stim, input_dir))
         except EmosteerError as e:
