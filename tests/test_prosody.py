@@ -201,6 +201,7 @@ def test_effort_level_and_rate():
         a["level_db"], abs=0.5)
     fast = _apply(wav, 1.0, rate_ratio=1.5)
     assert fast["duration_s"] == pytest.approx(a["duration_s"] / 1.5, rel=0.02)
+    assert fast["speaking_rate"] / a["speaking_rate"] == pytest.approx(1.5, rel=0.1)
     assert fast["median_f0_st"] == pytest.approx(a["median_f0_st"], abs=0.2)
 
 
