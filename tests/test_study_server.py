@@ -248,3 +248,14 @@ def test_sigkill_keeps_committed_answers(study):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert len(list(csv.DictReader(io.StringIO(text)))) == CFG.trials_per_participant
+
+
+def test_cli_serve_validates_before_starting(study, tmp_path, capsys):
+    from emosteer.cli import main
+
+    assert main(["study", "serve", str(study.root), "--admin-token", "short"]) == 2
+    assert "at least 8" in capsys.readouterr().err
+    assert main(["study", "serve", str(study.root), "--port", "70000",
+                 "--admin-token", TOKEN]) == 2
+    assert main(["study", "serve", str(tmp_path / "nowhere")]) == 2
+    assert "study.json" in capsys.readouterr().err
