@@ -140,6 +140,11 @@ def _prepare(out_dir: Path, config: StoreConfig, force: bool) -> None:
             clear_store(out_dir)
         elif force:
             clear_store(out_dir)
+    elif any((out_dir / ITEMS_DIR).glob("*.safetensors")):
+        if not force:
+            raise ArtifactError(f"{out_dir}: holds items of unknown settings (no store.json or "
+                                "extract.json); use -f to start over")
+        clear_store(out_dir)
     (out_dir / ITEMS_DIR).mkdir(parents=True, exist_ok=True)
     for tmp in (out_dir / ITEMS_DIR).glob(".*.tmp"):  # a killed run's unfinished atomic write
         tmp.unlink(missing_ok=True)
