@@ -87,6 +87,13 @@ def test_tess_names(tmp_path):
     ]
 
 
+def test_relative_root_gives_absolute_paths(tmp_path, monkeypatch):
+    touch(tmp_path, "corpus/1001_DFA_ANG_XX.wav")
+    monkeypatch.chdir(tmp_path)
+    (utt,) = scan_corpus("corpus", "cremad")
+    assert utt.path == tmp_path.absolute() / "corpus" / "1001_DFA_ANG_XX.wav"
+
+
 def test_duplicate_stems_are_skipped(tmp_path, caplog):
     touch(tmp_path, "a/1001_DFA_ANG_XX.wav", "b/1001_DFA_ANG_XX.flac")
     with caplog.at_level(logging.WARNING):
@@ -124,7 +131,7 @@ def test_csv_manifest(tmp_path, caplog):
         utts = scan_corpus(manifest, "csv")
     assert [(u.utt_id, u.speaker, u.emotion, u.sentence) for u in utts] == [
         ("csv/a", "spk1", "angry", "s1"), ("csv/b", "spk2", "sad", None)]
-    assert utts[0].path == (tmp_path / "audio/a.wav").resolve()
+    assert utts[0].path == tmp_path.absolute() / "audio" / "a.wav"
     assert "skipped 3" in caplog.text and "grumpy" in caplog.text and "missing.wav" in caplog.text
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import socket
 import tarfile
 import threading
@@ -222,6 +223,8 @@ def test_archive_source_end_to_end(server, tmp_path):
     out = download_source(src, tmp_path / "rav", progress=False)
     utts = scan_corpus(out, "ravdess")
     assert {u.speaker for u in utts} == {"ravdess_01", "ravdess_02"} and len(utts) == 4
+    record = json.loads((out / "rav.download.json").read_text())
+    assert record["md5"] == src.md5 and record["url"] == src.url and record["extracted"]
 
 
 def test_file_list_source(server, tmp_path, caplog):
@@ -232,6 +235,8 @@ def test_file_list_source(server, tmp_path, caplog):
     target = download_source(src, tmp_path, progress=False)
     assert (target / "1001_DFA_ANG_XX.wav").read_bytes() == b"RIFF....WAVE"
     assert "1 of 2 files not on the server: 1001_DFA_SAD_XX.wav" in caplog.text
+    record = json.loads((tmp_path / "cr.download.json").read_text())
+    assert record["missing"] == ["1001_DFA_SAD_XX.wav"] and record["n_files"] == 2
     # an LFS pointer served in place of audio is caught, not saved
     server.files["/wav/1001_DFA_SAD_XX.wav"] = b"version https://git-lfs.github.com/spec/v1\n"
     with pytest.raises(DownloadError, match="not the expected file type"):

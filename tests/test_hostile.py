@@ -142,6 +142,19 @@ def test_text_file_named_wav(tmp_path):
     assert_audio_error(p, "not a readable audio file")
 
 
+def test_unknown_container_falls_back_then_fails_cleanly(tmp_path):
+    # .m4a is not libsndfile's: the librosa/audioread fallback runs and must fail with our error
+    p = tmp_path / "voice memo.m4a"
+    p.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
+    assert_audio_error(p, "not a readable audio file")
+
+
+def test_wav_data_with_wrong_suffix_still_loads(tmp_path):
+    p = tmp_path / "actually_wav.flac"
+    p.write_bytes(wav_bytes(sine(440, 1, SAMPLE_RATE)))
+    assert len(load_audio(p)) == SAMPLE_RATE
+
+
 def test_directory_named_wav(tmp_path):
     p = tmp_path / "folder.wav"
     p.mkdir()
@@ -241,7 +254,8 @@ def _fuzz_one(path: Path, data: bytes) -> None:
 
 
 @FUZZ
-@given(data=st.binary(min_size=0, max_size=4096), suffix=st.sampled_from([".wav", ".flac"]))
+@given(data=st.binary(min_size=0, max_size=4096),
+       suffix=st.sampled_from([".wav", ".flac", ".mp3", ".ogg", ".m4a"]))
 def test_fuzz_random_bytes(tmp_path, data, suffix):
     _fuzz_one(tmp_path / f"fuzz{suffix}", data)
 

@@ -161,7 +161,8 @@ def _scan_dir(root: Path, fmt: str) -> tuple[list[Utterance], list[tuple[Path, s
     utts: dict[str, Utterance] = {}
     skipped: list[tuple[Path, str]] = []
     files = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    # Absolute but not symlink-resolved: stores record paths the user recognises.
+    for dirpath, dirnames, filenames in os.walk(root.absolute()):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
     for path in files:
@@ -229,7 +230,7 @@ def read_manifest(path: str | os.PathLike) -> tuple[list[Utterance], list[tuple[
             continue
         try:
             emotion = normalize_emotion(row["emotion"])
-            audio = (base / row["path"]).resolve()
+            audio = Path(os.path.normpath((base / row["path"]).absolute()))
             if not audio.is_file():
                 skipped.append((audio, f"line {line}: file not found"))
                 continue

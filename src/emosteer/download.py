@@ -21,9 +21,11 @@ import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from emosteer import __version__
+from emosteer.artifacts import write_json
 from emosteer.errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -261,9 +263,21 @@ def safe_extract(archive: str | os.PathLike, out_dir: str | os.PathLike,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _record(source: Source, out_dir: Path, missing: list[str], extracted: bool) -> None:
+    """`<name>.download.json` next to the data: where it came from and what was verified."""
+    write_json(out_dir / f"{source.name}.download.json", {
+        "name": source.name, "description": source.description, "licence": source.licence,
+        "url": source.url or source.base_url, "filename": source.filename,
+        "md5": source.md5, "sha256": source.sha256, "n_files": len(source.files) or 1,
+        "missing": missing, "extracted": extracted, "emosteer_version": __version__,
+        "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
 def download_source(source: Source, out_dir: str | os.PathLike, extract: bool = True,
                     force: bool = False, progress: bool = True) -> Path:
-    """Fetch `source` into `out_dir` (archive kept there so a rerun skips the download)."""
+    """Fetch `source` into `out_dir` (archive kept there so a rerun skips the download) and
+    write `<name>.download.json` describing it. Returns the folder holding the corpus."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -273,6 +287,7 @@ def download_source(source: Source, out_dir: str | os.PathLike, extract: bool = 
                                 progress=progress)
         if extract:
             safe_extract(archive, out_dir, force=force)
+        _record(source, out_dir, [], extract)
         return out_dir
     if not source.base_url or not source.files:
         raise DownloadError(f"{source.name}: registry entry has neither url nor files")
@@ -291,6 +306,7 @@ def download_source(source: Source, out_dir: str | os.PathLike, extract: bool = 
                     len(source.files), shown, more)
     if len(missing) == len(source.files):
         raise DownloadError(f"{source.base_url}: none of the {len(missing)} files exist")
+    _record(source, out_dir, missing, False)
     return target
 
 
