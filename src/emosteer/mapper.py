@@ -1,0 +1,519 @@
+"""Mapper: SSL frames of one layer (50 Hz) -> log-mel frames at a vocoder's rate.
+
+Architecture: per-frame LayerNorm and a 1x1 conv lift the SSL features (plus, optionally, the
+prosody tracks log-F0 / voicing / energy) to `hidden` channels; linear interpolation in time
+converts the input rate to the mel rate, T_out = round_half_up(T_in * out_rate / in_rate);
+residual dilated conv blocks (optionally a small transformer) model context; a 1x1 conv emits
+n_mels log-mel bands. Saved as `mapper.safetensors` + `mapper.json` in one directory.
+
+Loss (`mapper_loss`): L1 on the log-mel, L1 on 2x and 4x time-averaged log-mels (a cheap
+multi-resolution term that rewards the right envelope), and spectral convergence
+||M - M_hat||_F / ||M||_F on linear mel magnitudes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emosteer import __version__
+from emosteer.artifacts import load_config, provenance, save_config
+from emosteer.audio import SSL_FRAME_RATE
+from emosteer.errors import ArtifactError, ConfigError
+from emosteer.mel import HIFIGAN_22K, MelConfig
+
+CONFIG_FILE = "mapper.json"
+WEIGHTS_FILE = "mapper.safetensors"
+N_PROSODY = 3  # log-F0, voicing, energy
+POOL_FACTORS = (2, 4)  # multi-resolution L1: 2x and 4x coarser in time
+# Spectral convergence works on exp(log-mel); clamping the prediction at log-mel 10 (a mel
+# magnitude of 22026, far above full-scale speech, whose jik876 log-mels stay below ~3) keeps a
+# wild early prediction from overflowing without touching any realistic value.
+MAX_LOG_MEL = 10.0
+# MCD: Kubichek (1993) scaling of the cepstral Euclidean distance to dB, on the first 13
+# mel-cepstra (c1..c13, the usual MFCC count) with c0 (overall level) excluded.
+MCD_N_CEPS = 13
+MCD_DB = 10.0 * math.sqrt(2.0) / math.log(10.0)
+
+
+def out_frames(t_in: int, in_rate: float, out_rate: float) -> int:
+    """round(T_in * out_rate / in_rate), halves rounded up (not Python's banker's rounding)."""
+    return int(math.floor(t_in * out_rate / in_rate + 0.5))
+
+
+@dataclass(frozen=True)
+class MapperConfig:
+    """Everything needed to rebuild a mapper and to know what it consumes and produces."""
+
+    in_dim: int
+    model: str = ""  # the SSL encoder (hub id or path) whose frames this mapper reads
+    layer: int = 5
+    encoder_random_init: bool = False
+    in_rate: float = SSL_FRAME_RATE
+    hidden: int = 256
+    n_blocks: int = 6
+    kernel: int = 3
+    dilations: tuple[int, ...] = (1, 2, 4, 8)  # block i uses dilations[i % len(dilations)]
+    n_transformer_layers: int = 0
+    n_heads: int = 4
+    dropout: float = 0.0
+    use_prosody: bool = True
+    mel_sample_rate: int = HIFIGAN_22K.sample_rate
+    mel_n_fft: int = HIFIGAN_22K.n_fft
+    mel_win_length: int = HIFIGAN_22K.win_length
+    mel_hop_length: int = HIFIGAN_22K.hop_length
+    n_mels: int = HIFIGAN_22K.n_mels
+    mel_fmin: float = HIFIGAN_22K.fmin
+    mel_fmax: float | None = HIFIGAN_22K.fmax
+    mel_clamp: float = HIFIGAN_22K.clamp
+    mel_center: bool = HIFIGAN_22K.center
+    emosteer_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if min(self.in_dim, self.hidden, self.n_blocks, self.kernel, self.n_heads) <= 0:
+            raise ConfigError(f"MapperConfig: sizes must be positive ({self})")
+        if self.kernel % 2 == 0:
+            raise ConfigError(f"MapperConfig: kernel must be odd for same-length convs, got {self.kernel}")
+        if not self.dilations or min(self.dilations) <= 0:
+            raise ConfigError(f"MapperConfig: dilations must be positive, got {self.dilations}")
+        if self.n_transformer_layers and self.hidden % self.n_heads:
+            raise ConfigError(f"MapperConfig: hidden {self.hidden} not divisible by n_heads {self.n_heads}")
+        self.mel_config  # noqa: B018 - validates the mel fields
+
+    @classmethod
+    def for_mel(cls, mel: MelConfig, **kwargs) -> MapperConfig:
+        fields = {f"mel_{k}": v for k, v in dataclasses.asdict(mel).items() if k != "n_mels"}
+        return cls(n_mels=mel.n_mels, **fields, **kwargs)
+
+    @property
+    def mel_config(self) -> MelConfig:
+        return MelConfig(sample_rate=self.mel_sample_rate, n_fft=self.mel_n_fft,
+                         win_length=self.mel_win_length, hop_length=self.mel_hop_length,
+                         n_mels=self.n_mels, fmin=self.mel_fmin, fmax=self.mel_fmax,
+                         clamp=self.mel_clamp, center=self.mel_center)
+
+    @property
+    def out_rate(self) -> float:
+        return self.mel_sample_rate / self.mel_hop_length
+
+    def structure(self) -> tuple:
+        """The fields that decide the state dict's shapes (what `--init` must agree on)."""
+        return (self.in_dim, self.hidden, self.n_blocks, self.kernel, self.n_transformer_layers,
+                self.use_prosody, self.n_mels)
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels of (B, C, T), per frame, so a crop normalises like the whole."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int, kernel: int, dilation: int, dropout: float):
+        super().__init__()
+        self.norm = ChannelNorm(channels)
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation,
+                              padding=dilation * (kernel - 1) // 2)
+        self.proj = nn.Conv1d(channels, channels, 1)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop(self.proj(F.gelu(self.conv(F.gelu(self.norm(x))))))
+
+
+class Mapper(nn.Module):
+    """forward(x (B, D, T_in), prosody (B, 3, T_in) | None, lengths (B,) | None) -> (B, n_mels, T_out)."""
+
+    def __init__(self, config: MapperConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.in_norm = ChannelNorm(c.in_dim)
+        self.in_proj = nn.Conv1d(c.in_dim, c.hidden, 1)
+        self.prosody_proj = nn.Conv1d(N_PROSODY, c.hidden, 1) if c.use_prosody else None
+        self.blocks = nn.ModuleList(
+            ResBlock(c.hidden, c.kernel, c.dilations[i % len(c.dilations)], c.dropout)
+            for i in range(c.n_blocks)
+        )
+        self.transformer = None
+        if c.n_transformer_layers:
+            layer = nn.TransformerEncoderLayer(c.hidden, c.n_heads, 2 * c.hidden, c.dropout,
+                                               activation="gelu", batch_first=True, norm_first=True)
+            self.transformer = nn.TransformerEncoder(layer, c.n_transformer_layers,
+                                                     enable_nested_tensor=False)
+        self.out_norm = ChannelNorm(c.hidden)
+        self.out_proj = nn.Conv1d(c.hidden, c.n_mels, 1)
+
+    def out_length(self, t_in: int) -> int:
+        return out_frames(t_in, self.config.in_rate, self.config.out_rate)
+
+    def _resample(self, h: torch.Tensor, t_out: int,
+                  lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Linear interpolation at fixed times: output frame j (centre (j + 0.5) / out_rate)
+        reads input position (j + 0.5) * in_rate / out_rate - 0.5, clamped to each item's last
+        valid frame. Unlike size-based F.interpolate the grid does not depend on the length,
+        so a padded batch, a training crop and a whole utterance all see the same mapping."""
+        b, c, t_in = h.shape
+        pos = (torch.arange(t_out, device=h.device, dtype=h.dtype) + 0.5) \
+            * (self.config.in_rate / self.config.out_rate) - 0.5
+        last = torch.full((b, 1), t_in - 1, device=h.device) if lengths is None \
+            else (lengths.to(h.device)[:, None] - 1)
+        pos = torch.minimum(pos[None].clamp(min=0).expand(b, -1), last.to(h.dtype))
+        i0 = pos.floor().long()
+        i1 = torch.minimum(i0 + 1, last.long())
+        w = (pos - i0.to(h.dtype))[:, None]
+        h0 = h.gather(2, i0[:, None].expand(b, c, t_out))
+        h1 = h.gather(2, i1[:, None].expand(b, c, t_out))
+        return h0 * (1 - w) + h1 * w
+
+    def forward(self, x: torch.Tensor, prosody: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        if x.ndim != 3 or x.shape[1] != c.in_dim:
+            raise ConfigError(f"mapper expects frames (B, {c.in_dim}, T), got {tuple(x.shape)}")
+        h = self.in_proj(self.in_norm(x))
+        if self.prosody_proj is not None:
+            if prosody is None or prosody.shape != (x.shape[0], N_PROSODY, x.shape[2]):
+                raise ConfigError(f"this mapper needs prosody (B, {N_PROSODY}, T) aligned to the frames")
+            h = h + self.prosody_proj(prosody)
+        t_out = self.out_length(x.shape[2])
+        h = self._resample(h, t_out, lengths)
+        mask = None
+        if lengths is not None:
+            out_len = torch.tensor([self.out_length(int(n)) for n in lengths], device=h.device)
+            mask = (torch.arange(t_out, device=h.device)[None] < out_len[:, None])[:, None]
+        for block in self.blocks:
+            # Zero the padding before every conv so it never leaks into valid frames.
+            h = block(h if mask is None else h * mask)
+        if mask is not None:
+            mask = mask[:, 0]
+        if self.transformer is not None:
+            pad = None if mask is None else ~mask
+            h = self.transformer(h.transpose(1, 2), src_key_padding_mask=pad).transpose(1, 2)
+        return self.out_proj(self.out_norm(h))
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write mapper.safetensors (+ provenance metadata) and mapper.json atomically."""
+        from safetensors.torch import save
+
+        from emosteer.artifacts import atomic_write_bytes
+
+        out_dir = Path(out_dir)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        meta = {k: str(v) for k, v in provenance().items() if k != "argv"}
+        atomic_write_bytes(out_dir / WEIGHTS_FILE, save(state, metadata=meta))
+        save_config(self.config, out_dir / CONFIG_FILE)
+        return out_dir
+
+
+def load_mapper(path: str | Path, device: str = "cpu") -> Mapper:
+    """Load a mapper directory strictly: any missing, extra or mis-shaped tensor is an ArtifactError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"{path}: not a mapper directory (expected {CONFIG_FILE} + {WEIGHTS_FILE})")
+    cfg = load_config(MapperConfig, path / CONFIG_FILE)
+    try:
+        state = load_file(str(path / WEIGHTS_FILE))
+    except (SafetensorError, OSError, ValueError, FileNotFoundError) as e:
+        raise ArtifactError(f"{path / WEIGHTS_FILE}: not readable mapper weights ({e})") from e
+    model = Mapper(cfg)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ArtifactError(f"{path / WEIGHTS_FILE}: weights do not match {CONFIG_FILE} ({e})") from e
+    return model.to(device).eval()
+
+
+def _masked_l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask[:, None].to(a.dtype)
+    return ((a - b).abs() * m).sum() / (m.sum() * a.shape[1]).clamp_min(1.0)
+
+
+def mapper_loss(pred: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """L1 + multi-resolution L1 + spectral convergence on (B, n_mels, T); `mask` (B, T) marks
+    valid frames."""
+    if pred.shape != target.shape:
+        raise ConfigError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    if mask is None:
+        mask = torch.ones(pred.shape[0], pred.shape[2], dtype=torch.bool, device=pred.device)
+    loss = _masked_l1(pred, target, mask)
+    m = mask[:, None].to(pred.dtype)
+    for f in POOL_FACTORS:
+        if pred.shape[2] < f:
+            break
+        pm = F.avg_pool1d(m, f)
+        # Average only over valid frames of each window; windows with no valid frame drop out.
+        pp = F.avg_pool1d(pred * m, f) / pm.clamp_min(1e-6)
+        tp = F.avg_pool1d(target * m, f) / pm.clamp_min(1e-6)
+        loss = loss + _masked_l1(pp, tp, pm[:, 0] > 0)
+    lin_p = torch.exp(pred.clamp(max=MAX_LOG_MEL)) * m
+    lin_t = torch.exp(target) * m
+    sc = torch.linalg.norm((lin_t - lin_p).flatten(1), dim=1) / torch.linalg.norm(
+        lin_t.flatten(1), dim=1).clamp_min(1e-6)
+    return loss + sc.mean()
+
+
+def mel_cepstral_distortion(mel_a: np.ndarray, mel_b: np.ndarray, n_ceps: int = MCD_N_CEPS) -> float:
+    """Mean mel-cepstral distortion in dB between two natural-log mel spectrograms (n_mels, T).
+
+    Mel-cepstra are the orthonormal DCT-II of the log-mel frames (MFCC-style), c1..c_n_ceps,
+    scaled as in Kubichek (1993): 10 / ln 10 * sqrt(2 * sum (c_a - c_b)^2), averaged over frames
+    (cropped to the shorter). This is not SPTK/WORLD mcep-based MCD (no all-pass warping): use it
+    to compare runs of this project, not against numbers in papers."""
+    from scipy.fft import dct
+
+    a, b = np.asarray(mel_a, dtype=np.float64), np.asarray(mel_b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+        raise ConfigError(f"MCD needs two (n_mels, T) arrays with equal n_mels, got {a.shape}, {b.shape}")
+    t = min(a.shape[1], b.shape[1])
+    if t == 0:
+        raise ConfigError("MCD: an input has no frames")
+    ca = dct(a[:, :t], type=2, norm="ortho", axis=0)[1:n_ceps + 1]
+    cb = dct(b[:, :t], type=2, norm="ortho", axis=0)[1:n_ceps + 1]
+    return float(np.mean(MCD_DB * np.sqrt(np.sum((ca - cb) ** 2, axis=0))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: (frames, prosody, target mel) per utterance, cached; and the mapper's training run.
+
+F0_REF_HZ = 100.0  # log-F0 track is log2(f0 / 100 Hz): speech F0 (60-500 Hz) lands in -0.7..2.3
+ENERGY_REF_DB = -40.0  # energy track is (dBFS + 40) / 20: speech (-60..-10 dBFS) lands in -1..1.5
+ENERGY_SCALE_DB = 20.0
+SEGMENT_SECONDS = 2.56  # training crop: 128 SSL frames, long enough for the dilated context
+CACHE_FORMAT = 1  # bump when the cached content changes meaning
+
+
+@dataclass(frozen=True)
+class MapperExample:
+    """One utterance: SSL frames (T, D), prosody tracks (3, T), target log-mel (n_mels, T_out)."""
+
+    utt_id: str
+    speaker: str
+    frames: np.ndarray
+    prosody: np.ndarray
+    mel: np.ndarray
+
+
+def _fallback_prosody(wav: np.ndarray, sr: int):
+    """Used only while emosteer.prosody is unavailable: YIN F0 (60-500 Hz, librosa), frame RMS
+    energy, and 'voiced' = within 35 dB of the loudest frame. Cruder than prosody.py (no
+    voicing decision of its own), but aligned and in the same units."""
+    import librosa
+
+    hop = int(round(sr / SSL_FRAME_RATE))
+    f0 = librosa.yin(wav, fmin=60.0, fmax=500.0, sr=sr, frame_length=4 * hop, hop_length=hop)
+    rms = librosa.feature.rms(y=wav, frame_length=2 * hop, hop_length=hop)[0]
+    n = min(len(f0), len(rms))
+    energy_db = 20 * np.log10(rms[:n] + 1e-10)
+    voiced = energy_db > energy_db.max() - 35.0
+    return f0[:n], voiced, energy_db, sr / hop
+
+
+def prosody_tracks(wav: np.ndarray, sr: int, n_frames: int, in_rate: float = SSL_FRAME_RATE
+                   ) -> np.ndarray:
+    """(3, n_frames) float32: log2(F0/100 Hz) (0 when unvoiced), voicing 0/1, scaled energy,
+    linearly interpolated onto the SSL frame times i / in_rate."""
+    try:
+        from emosteer.prosody import extract_prosody
+    except ImportError:
+        f0, voiced, energy_db, rate = _fallback_prosody(wav, sr)
+    else:
+        p = extract_prosody(wav, sr)
+        f0, voiced, energy_db, rate = p.f0, p.voiced, p.energy_db, p.frame_rate
+    src_t = np.arange(len(f0)) / rate
+    dst_t = np.arange(n_frames) / in_rate
+    voiced = np.asarray(voiced, dtype=bool) & (np.asarray(f0) > 0)
+    lf0 = np.where(voiced, np.log2(np.maximum(f0, 1e-3) / F0_REF_HZ), 0.0)
+    tracks = [np.interp(dst_t, src_t, lf0), np.interp(dst_t, src_t, voiced.astype(np.float64)),
+              np.interp(dst_t, src_t, (np.asarray(energy_db) - ENERGY_REF_DB) / ENERGY_SCALE_DB)]
+    return np.stack(tracks).astype(np.float32)
+
+
+def _cache_key(path: Path, encoder, layer: int, mel: MelConfig) -> str:
+    import hashlib
+    import json
+
+    st = path.stat()
+    ident = {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+             "encoder": dataclasses.asdict(encoder.config), "layer": layer,
+             "mel": dataclasses.asdict(mel), "format": CACHE_FORMAT}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def prepare_examples(utterances, encoder, layer: int, mel: MelConfig, cache_dir: str | Path,
+                     progress: bool = True) -> list[MapperExample]:
+    """Encode each utterance (objects with utt_id, path, speaker) once: frames of `layer`,
+    prosody tracks and the target log-mel from the audio resampled to `mel.sample_rate`, cropped
+    or floor-padded to round(T_in * mel rate / 50). Cached as safetensors in `cache_dir`; a bad
+    file is reported and skipped."""
+    import logging
+
+    from tqdm import tqdm
+
+    from emosteer.artifacts import load_tensors, save_tensors
+    from emosteer.audio import SAMPLE_RATE, load_audio, resample
+    from emosteer.errors import EmosteerError
+    from emosteer.mel import log_mel_spectrogram
+
+    log = logging.getLogger(__name__)
+    layers = tuple(encoder.config.layers)
+    if layer not in layers:
+        raise ConfigError(f"encoder was loaded with layers {layers}, not layer {layer}")
+    in_rate = float(encoder.config.frame_rate)
+    cache_dir = Path(cache_dir)
+    out: list[MapperExample] = []
+    for u in tqdm(utterances, desc="encoding", disable=not progress):
+        path = Path(u.path)
+        try:
+            key = _cache_key(path, encoder, layer, mel)
+            cached = cache_dir / f"{key}.safetensors"
+            if cached.is_file():
+                t = load_tensors(cached)
+            else:
+                wav = load_audio(path, SAMPLE_RATE)
+                frames = encoder.encode(wav)[layers.index(layer)]
+                t_out = out_frames(frames.shape[0], in_rate, mel.frame_rate)
+                target = log_mel_spectrogram(resample(wav, SAMPLE_RATE, mel.sample_rate), mel)
+                target = target[:, :t_out]
+                if target.shape[1] < t_out:
+                    pad = ((0, 0), (0, t_out - target.shape[1]))
+                    target = np.pad(target, pad, constant_values=mel.log_floor)
+                t = {"frames": np.asarray(frames, dtype=np.float32), "mel": target,
+                     "prosody": prosody_tracks(wav, SAMPLE_RATE, frames.shape[0], in_rate)}
+                save_tensors(cached, t, metadata={"utt_id": u.utt_id, "path": str(path)})
+        except (EmosteerError, OSError) as e:
+            log.warning("skipping %s: %s", path, e)
+            continue
+        out.append(MapperExample(u.utt_id, u.speaker, t["frames"], t["prosody"], t["mel"]))
+    return out
+
+
+def _collate(items, gen: torch.Generator | None, in_rate: float, out_rate: float,
+             floor: float) -> dict[str, torch.Tensor]:
+    """Random SEGMENT_SECONDS crops when training (`gen`), whole utterances otherwise; pad to
+    the longest with zeros (inputs) / the log floor (targets) and mark valid output frames."""
+    seg = int(round(SEGMENT_SECONDS * in_rate))
+    crops = []
+    for e in items:
+        n = e.frames.shape[0]
+        start = 0
+        if gen is not None and n > seg:
+            start = int(torch.randint(0, n - seg + 1, (1,), generator=gen))
+        length = min(n, seg) if gen is not None else n
+        o0 = out_frames(start, in_rate, out_rate)
+        crops.append((e, start, length, e.mel[:, o0:o0 + out_frames(length, in_rate, out_rate)]))
+    t_in = max(c[2] for c in crops)
+    t_out = out_frames(t_in, in_rate, out_rate)
+    b, d, m = len(items), items[0].frames.shape[1], items[0].mel.shape[0]
+    x, pros = torch.zeros(b, d, t_in), torch.zeros(b, N_PROSODY, t_in)
+    mel, mask = torch.full((b, m, t_out), floor), torch.zeros(b, t_out, dtype=torch.bool)
+    for i, (e, s, n, tm) in enumerate(crops):
+        x[i, :, :n] = torch.from_numpy(e.frames[s:s + n].T)
+        pros[i, :, :n] = torch.from_numpy(e.prosody[:, s:s + n])
+        mel[i, :, :tm.shape[1]] = torch.from_numpy(tm)
+        mask[i, :tm.shape[1]] = True
+    return {"x": x, "prosody": pros, "mel": mel, "mask": mask,
+            "lengths": torch.tensor([c[2] for c in crops])}
+
+
+def _batch_loss(model: Mapper, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    pred = model(batch["x"], batch["prosody"] if model.config.use_prosody else None,
+                 batch["lengths"])
+    return mapper_loss(pred, batch["mel"], batch["mask"])
+
+
+def evaluate_mcd(model: Mapper, examples) -> float:
+    """Mean over utterances of `mel_cepstral_distortion` between prediction and target mel."""
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for e in examples:
+            x = torch.from_numpy(e.frames.T[None].copy())
+            p = torch.from_numpy(e.prosody[None].copy()) if model.config.use_prosody else None
+            scores.append(mel_cepstral_distortion(model(x, p)[0].numpy(), e.mel))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def train_mapper(examples, cfg: MapperConfig, out_dir: str | Path, *, train_cfg=None,
+                 val_speakers=None, train_only_speakers=(), init: str | Path | None = None,
+                 resume: bool = True, progress: bool = True, callback=None):
+    """Train a mapper on `examples` (MapperExample) and save it to `out_dir`.
+
+    Validation speakers are `val_speakers` or a seeded speaker-disjoint split; speakers in
+    `train_only_speakers` (unlabelled extra audio) are never held out. `init` fine-tunes an
+    existing mapper (same structure) instead of starting from scratch. Checkpoints go to
+    out_dir/checkpoint (resumed when `resume`). Returns (mapper, report dict), the report also
+    saved as out_dir/train_report.json."""
+    import logging
+
+    from emosteer.artifacts import write_json
+    from emosteer.training import TrainConfig, fit, split_by_speaker
+
+    train_cfg = train_cfg or TrainConfig()
+    out_dir = Path(out_dir)
+    if not examples:
+        raise ConfigError("no training utterances")
+    if examples[0].frames.shape[1] != cfg.in_dim or examples[0].mel.shape[0] != cfg.n_mels:
+        raise ConfigError(f"examples have D={examples[0].frames.shape[1]}, n_mels="
+                          f"{examples[0].mel.shape[0]}; config expects {cfg.in_dim}, {cfg.n_mels}")
+    extra = set(train_only_speakers)
+    pool = [i for i, e in enumerate(examples) if e.speaker not in extra]
+    speakers = [examples[i].speaker for i in pool]
+    if val_speakers or len(set(speakers)) >= 2:
+        tr, va = split_by_speaker(speakers, val_speakers, seed=train_cfg.seed)
+        train_idx, val_idx = [pool[i] for i in tr], [pool[i] for i in va]
+    else:
+        logging.getLogger(__name__).warning(
+            "fewer than 2 labelled speakers: validating on the training data")
+        train_idx, val_idx = pool, []
+    train_idx += [i for i, e in enumerate(examples) if e.speaker in extra]
+    train_set = [examples[i] for i in sorted(train_idx)]
+    val_set = [examples[i] for i in val_idx]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_cfg.seed)
+        model = Mapper(cfg)
+    if init is not None:
+        base = load_mapper(init)
+        if base.config.structure() != cfg.structure():
+            raise ConfigError(f"{init}: mapper structure {base.config.structure()} differs from "
+                              f"the requested {cfg.structure()}")
+        model.load_state_dict(base.state_dict(), strict=True)
+    else:
+        # Start the output at the mean training log-mel per band: the first steps then learn
+        # structure instead of the global offset from the -11.5 floor.
+        band_mean = np.mean(np.concatenate([e.mel for e in train_set], axis=1), axis=1)
+        with torch.no_grad():
+            model.out_proj.bias.copy_(torch.from_numpy(band_mean.astype(np.float32)))
+    floor = cfg.mel_config.log_floor
+
+    def collate(items, gen):
+        return _collate(items, gen, cfg.in_rate, cfg.out_rate, floor)
+
+    result = fit(model, train_set, val_set, loss_fn=_batch_loss, collate=collate, cfg=train_cfg,
+                 ckpt_dir=out_dir / "checkpoint", resume=resume, progress=progress,
+                 callback=callback)
+    model.save(out_dir)
+    report = {"result": dataclasses.asdict(result), "train_config": train_cfg,
+              "train_speakers": sorted({e.speaker for e in train_set}),
+              "val_speakers": sorted({e.speaker for e in val_set}),
+              "n_train": len(train_set), "n_val": len(val_set),
+              "val_mcd_db": evaluate_mcd(model, val_set) if val_set else None,
+              "init": str(init) if init else None, "provenance": provenance()}
+    write_json(out_dir / "train_report.json", report)
+    return model, report
