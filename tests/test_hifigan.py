@@ -180,6 +180,9 @@ def test_bad_checkpoints_are_artifact_errors(tmp_path, jik876_v1):
     (wrong / "config.json").write_text(json.dumps(_jik876_config({"upsample_initial_channel": 128})))
     with pytest.raises(ArtifactError, match="shape"):
         load_vocoder(wrong)
+    (wrong / "config.json").write_text(json.dumps(_jik876_config({"hop_size": 320})))
+    with pytest.raises(ArtifactError, match="config.json.*hop"):
+        load_vocoder(wrong)
     truncated = tmp_path / "truncated"
     truncated.mkdir()
     (truncated / "config.json").write_text(json.dumps(_jik876_config({})))

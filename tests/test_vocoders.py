@@ -31,6 +31,7 @@ def test_output_length_is_hop_times_frames(cfg):
         assert voc(torch.randn(2, 80, 1)).shape == (2, 256)
     wav = voc.vocode(np.random.default_rng(0).standard_normal((80, 3)).astype(np.float32))
     assert wav.shape == (3 * 256,) and wav.dtype == np.float32
+    assert voc.device == torch.device("cpu") and GriffinLim().device == torch.device("cpu")
 
 
 def test_safetensors_export_round_trip(tmp_path):
@@ -58,6 +59,23 @@ def test_bf16_autocast_path():
             low = voc(mel)
     assert low.dtype == torch.float32 and low.shape == ref.shape and torch.isfinite(low).all()
     assert torch.corrcoef(torch.stack([low[0], ref[0]]))[0, 1] > 0.95
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_matches_cpu():
+    torch.manual_seed(7)
+    cpu = HiFiGAN(V3).eval()
+    gpu = HiFiGAN(V3).eval()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu = gpu.to("cuda")
+    mel = torch.randn(1, 80, 8) - 4
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        out = gpu(mel.cuda())
+    ref = cpu(mel).detach()
+    assert out.device.type == "cuda" and out.dtype == torch.float32
+    assert torch.corrcoef(torch.stack([out[0].cpu(), ref[0]]))[0, 1] > 0.95
+    gl = load_vocoder("griffinlim:16k", device="cuda")
+    assert gl.device.type == "cuda" and gl.vocode(np.full((80, 4), -5, np.float32)).shape == (1280,)
 
 
 def test_mismatched_mels_are_config_errors():

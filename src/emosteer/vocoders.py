@@ -66,14 +66,19 @@ class Vocoder:
         if mel.shape[2] == 0:
             raise ConfigError("vocoder input has no frames")
 
+    @property
+    def device(self) -> torch.device:
+        """Where the vocoder runs: the device of its first parameter or buffer."""
+        tensors = (*self.parameters(), *self.buffers())  # type: ignore[attr-defined]
+        return tensors[0].device if tensors else torch.device("cpu")
+
     @torch.inference_mode()
     def vocode(self, mel: np.ndarray) -> np.ndarray:
         """numpy log-mel (n_mels, T) -> float32 waveform (T * hop_length,)."""
         mel = np.asarray(mel, dtype=np.float32)
         if mel.ndim != 2:
             raise ConfigError(f"vocode: expected a log-mel (n_mels, T), got shape {mel.shape}")
-        device = next((b.device for b in self.buffers()), torch.device("cpu"))  # type: ignore[attr-defined]
-        wav = self(torch.from_numpy(mel)[None].to(device))  # type: ignore[operator]
+        wav = self(torch.from_numpy(mel)[None].to(self.device))  # type: ignore[operator]
         return wav[0].float().cpu().numpy()
 
 
@@ -88,7 +93,6 @@ class HiFiGAN(Generator, Vocoder):
             )
         super().__init__(cfg)
         self.mel_config = mel_config
-        self.register_buffer("_device_probe", torch.zeros(0), persistent=False)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         self._check_mel(mel)
@@ -204,8 +208,11 @@ def load_jik876(path: str | os.PathLike, device: str = "cpu") -> HiFiGAN:
     h = read_json(config_path)
     if not isinstance(h, dict):
         raise ArtifactError(f"{config_path}: expected a JSON object")
-    model = HiFiGAN(_hifigan_config_from_jik876(h, str(config_path)),
-                    _mel_config_from_jik876(h, str(config_path)))
+    try:
+        model = HiFiGAN(_hifigan_config_from_jik876(h, str(config_path)),
+                        _mel_config_from_jik876(h, str(config_path)))
+    except ConfigError as e:  # a bad config file is a broken artifact, and must name the file
+        raise ArtifactError(f"{config_path}: {e}") from e
     payload = _torch_load_weights_only(ckpt)
     if not isinstance(payload, dict) or not isinstance(payload.get("generator"), dict):
         raise ArtifactError(f"{ckpt}: expected a dict with a 'generator' state dict (jik876 g_ file)")
@@ -237,8 +244,11 @@ def load_exported(path: str | os.PathLike, device: str = "cpu") -> HiFiGAN:
     for key in ("hifigan", "mel"):
         if not isinstance(meta.get(key), dict):
             raise ArtifactError(f"{source}: missing the {key!r} config")
-    model = HiFiGAN(config_from_dict(HiFiGANConfig, meta["hifigan"], source),
-                    config_from_dict(MelConfig, meta["mel"], source))
+    try:
+        model = HiFiGAN(config_from_dict(HiFiGANConfig, meta["hifigan"], source),
+                        config_from_dict(MelConfig, meta["mel"], source))
+    except ConfigError as e:
+        raise ArtifactError(f"{source}: {e}") from e
     arrays = load_tensors(path / EXPORT_WEIGHTS)
     load_generator_state(model, {k: torch.from_numpy(v) for k, v in arrays.items()},
                          str(path / EXPORT_WEIGHTS))
