@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,64 @@ def test_prepare_examples_aligns_and_caches(tmp_path):
         prepare_examples(utts, enc, 3, HIFIGAN_22K, tmp_path / "cache", progress=False)
     mapper = Mapper(MapperConfig.for_mel(HIFIGAN_22K, in_dim=8, **TINY))
     assert np.isfinite(evaluate_mcd(mapper, ex))
+
+
+def _voice(f0, seconds=1.0, sr=16000):
+    t = np.arange(int(seconds * sr)) / sr
+    tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12))
+    return (0.2 * tone * ((t > 0.1) & (t < seconds - 0.1))).astype(np.float32)
+
+
+def _corpus(root: Path, n_spk=4, per=2) -> Path:
+    rows = ["path,speaker,emotion"]
+    for s in range(n_spk):
+        for u in range(per):
+            name = f"s{s}_u{u}.wav"
+            save_audio(root / name, _voice(100 + 20 * s + 7 * u), 16000)
+            rows.append(f"{name},spk{s},{('calm', 'angry')[u % 2]}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root / "manifest.csv"
+
+
+def test_cli_train_mapper_end_to_end(tmp_path, tiny_model_dir, capsys):
+    from emosteer.cli import main
+
+    manifest = _corpus(tmp_path / "corpus")
+    out = tmp_path / "mapper"
+    argv = ["train-mapper", str(manifest), "--format", "csv", "--model", str(tiny_model_dir),
+            "--layer", "2", "--out", str(out), "--test-speakers", "spk3", "--val-speakers",
+            "spk2", "--mel", "ssl16k", "--epochs", "2", "--hidden", "16", "--blocks", "1",
+            "--no-progress"]
+    assert main(argv) == 0
+    assert "test MCD" in capsys.readouterr().out
+    m = load_mapper(out)
+    assert m.config.layer == 2 and m.config.in_dim == 32 and m.config.mel_sample_rate == 16000
+    rep = json.loads((out / "train_report.json").read_text())
+    assert rep["val_speakers"] == ["spk2"] and rep["test_speakers"] == ["spk3"]
+    assert rep["train_speakers"] == ["spk0", "spk1"] and rep["result"]["epochs"] == 2
+    assert main(argv) == 2  # refuses to overwrite a finished mapper
+    assert "already exists" in capsys.readouterr().err
+    # Fine-tune on unlabelled extra audio only, starting from the mapper above.
+    extra = tmp_path / "tts"
+    for i in range(2):
+        save_audio(extra / f"x{i}.wav", _voice(180 + 10 * i), 16000)
+    assert main(["train-mapper", "--model", str(tiny_model_dir), "--layer", "2", "--out",
+                 str(tmp_path / "ft"), "--extra-audio", str(extra), "--init", str(out),
+                 "--mel", "ssl16k", "--epochs", "1", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "ft" / "train_report.json").read_text())["train_speakers"] == [
+        "extra_tts"]
+
+
+def test_cli_train_mapper_rejects_bad_arguments(tmp_path, tiny_model_dir, capsys):
+    from emosteer.cli import main
+
+    manifest = _corpus(tmp_path / "corpus", n_spk=2, per=1)
+    base = ["train-mapper", "--model", str(tiny_model_dir), "--layer", "2", "--out",
+            str(tmp_path / "o"), "--no-progress"]
+    assert main(base) == 2
+    assert "give a corpus" in capsys.readouterr().err
+    assert main(base + [str(manifest), "--format", "csv", "--speakers", "spk9"]) == 2
+    assert "no speaker 'spk9'" in capsys.readouterr().err
+    assert main(base + [str(manifest), "--format", "csv", "--speakers", "spk0",
+                        "--test-speakers", "spk0"]) == 2
+    assert "overlap" in capsys.readouterr().err

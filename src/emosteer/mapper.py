@@ -452,12 +452,13 @@ def evaluate_mcd(model: Mapper, examples) -> float:
 
 def train_mapper(examples, cfg: MapperConfig, out_dir: str | Path, *, train_cfg=None,
                  val_speakers=None, train_only_speakers=(), init: str | Path | None = None,
-                 resume: bool = True, progress: bool = True, callback=None):
+                 test_examples=(), resume: bool = True, progress: bool = True, callback=None):
     """Train a mapper on `examples` (MapperExample) and save it to `out_dir`.
 
     Validation speakers are `val_speakers` or a seeded speaker-disjoint split; speakers in
     `train_only_speakers` (unlabelled extra audio) are never held out. `init` fine-tunes an
-    existing mapper (same structure) instead of starting from scratch. Checkpoints go to
+    existing mapper (same structure) instead of starting from scratch. `test_examples` (unseen
+    speakers, never trained or validated on) get their MCD reported. Checkpoints go to
     out_dir/checkpoint (resumed when `resume`). Returns (mapper, report dict), the report also
     saved as out_dir/train_report.json."""
     import logging
@@ -514,6 +515,8 @@ def train_mapper(examples, cfg: MapperConfig, out_dir: str | Path, *, train_cfg=
               "val_speakers": sorted({e.speaker for e in val_set}),
               "n_train": len(train_set), "n_val": len(val_set),
               "val_mcd_db": evaluate_mcd(model, val_set) if val_set else None,
+              "test_speakers": sorted({e.speaker for e in test_examples}),
+              "test_mcd_db": evaluate_mcd(model, test_examples) if test_examples else None,
               "init": str(init) if init else None, "provenance": provenance()}
     write_json(out_dir / "train_report.json", report)
     return model, report
