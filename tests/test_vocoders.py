@@ -174,3 +174,20 @@ def test_cli_export_info_and_resynth(tmp_path, capsys, caplog):
     assert sr == 16000 and wav.shape == (8000 // 320 * 320,)
     assert not (out / "broken.wav").exists()
     assert "broken.wav" in caplog.text and "1 of 2 files failed" in caplog.text
+
+
+def test_griffinlim_copy_synthesis_of_real_speech(ravdess_dir):
+    from emosteer.audio import load_audio
+
+    wav = load_audio(ravdess_dir / "Actor_01" / "03-01-05-02-01-01-01.flac", SSL_16K.sample_rate)
+    mel = log_mel_spectrogram(wav, SSL_16K)
+    errors = {}
+    for n_iter in (0, GriffinLim().n_iter):
+        out = GriffinLim(SSL_16K, n_iter=n_iter).vocode(mel)
+        assert out.shape == (mel.shape[1] * SSL_16K.hop_length,)
+        again = log_mel_spectrogram(out, SSL_16K)
+        active = mel > mel.max() - 8  # ignore the silent floor, where any error is inaudible
+        errors[n_iter] = float(np.abs(again - mel)[active].mean())
+    # Measured: 0.60 nepers with random phase, 0.05 after 32 iterations (angry, actor 01).
+    assert errors[GriffinLim().n_iter] < 0.15
+    assert errors[GriffinLim().n_iter] < errors[0] / 4
