@@ -179,3 +179,20 @@ def test_resume_after_sigkill(ravdess_dir, tmp_path):
     _same_store(out, ref)
     assert not (out / "extract.json").exists()
     assert json.loads((out / "store.json").read_text())["pooling"] == "voiced"
+
+
+def test_batched_extraction_matches_one_at_a_time(tiny_model_dir, tmp_path):
+    rng = np.random.RandomState(6)
+    utts = []
+    for i, seconds in enumerate((1.0, 0.8, 1.0, 1.0, 0.8, 1.3)):
+        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        wav = 0.2 * np.sin(2 * np.pi * rng.uniform(100, 300) * t) + 0.01 * rng.randn(t.size)
+        p = save_audio(tmp_path / f"c{i}.wav", wav.astype(np.float32), SAMPLE_RATE)
+        utts.append(Utterance(f"t/c{i}", p, f"s{i % 2}", "calm", "t"))
+    enc = load_encoder(tiny_model_dir, layers=[1, 4])
+    one = extract_store(utts, enc, tmp_path / "one", pooling="norm", progress=False)
+    many = extract_store(utts, enc, tmp_path / "many", pooling="norm", batch_size=3,
+                         progress=False)
+    assert one.index == many.index
+    for k in (1, 4):
+        np.testing.assert_allclose(many.pooled(k), one.pooled(k), atol=1e-4)

@@ -161,6 +161,8 @@ class Encoder:
             if w.ndim != 1 or w.shape[0] < MIN_SAMPLES:
                 raise AudioError(f"utterance {i}: need a 1-D waveform of at least {MIN_SAMPLES} "
                                  f"samples, got shape {tuple(w.shape)}")
+            if not np.all(np.isfinite(w)):
+                raise AudioError(f"utterance {i}: contains NaN or Inf samples")
         groups: dict[int, list[int]] = {}
         for i, w in enumerate(wavs):
             groups.setdefault(int(w.shape[0]), []).append(i)

@@ -208,20 +208,23 @@ def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.Path
             except AudioError as e:
                 skipped[i] = str(e)
             else:
+                sr, file_frames, _ = audio_info(utterances[i].path)
                 _write_item(items / _item_name(ids[i]), ids[i], pool, frames, n,
-                            n * SSL_HOP / SAMPLE_RATE)
+                            file_frames / sr)
                 new += 1
             bar.update(1)
             continue
-        wavs = {}
-        for i in group:
-            try:
-                wavs[i] = load_audio(utterances[i].path)
-            except AudioError as e:
-                skipped[i] = str(e)
-        keep = list(wavs)
-        for start in range(0, len(keep), max(1, batch_size)):
-            part = keep[start:start + max(1, batch_size)]
+        step = max(1, batch_size)
+        for start in range(0, len(group), step):  # fixed positions: a resumed run batches alike
+            wavs = {}
+            for i in group[start:start + step]:
+                try:
+                    wavs[i] = load_audio(utterances[i].path)
+                except AudioError as e:
+                    skipped[i] = str(e)
+            if not any(i not in done for i in wavs):
+                continue
+            part = list(wavs)
             hidden = encoder.encode_batch([wavs[i] for i in part], batch_size=len(part))
             for i, h in zip(part, hidden, strict=True):
                 if i in done:
