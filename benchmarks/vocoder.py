@@ -1,0 +1,89 @@
+"""Vocoder and mel front-end speed: real-time factor (audio seconds per wall-clock second).
+
+    python benchmarks/vocoder.py [--seconds 10] [--device cpu] [--repeats 3]
+
+Rows: the log-mel front end at HIFIGAN_22K and SSL_16K, HiFi-GAN V1/V2/V3 (random init: speed
+does not depend on the weights) in fp32 and under bf16 autocast, and Griffin-Lim (32 iterations)
+at both mel configs. Each row is the best of --repeats timed runs after one warm-up run, one
+utterance of --seconds at a time. Prints a markdown table; no data is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import time
+
+import numpy as np
+import torch
+
+from emosteer.hifigan import VERSIONS
+from emosteer.mel import HIFIGAN_22K, SSL_16K, MelConfig, log_mel_spectrogram, n_frames
+from emosteer.vocoders import GriffinLim, HiFiGAN
+
+SEED = 0
+LOG_MEL_MEAN = -5.0  # a plausible speech level, so Griffin-Lim's NNLS sees realistic magnitudes
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up: kernel selection, lazy imports, librosa's filterbank cache
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def random_mel(cfg: MelConfig, seconds: float, device: str) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(SEED)
+    frames = n_frames(int(seconds * cfg.sample_rate), cfg)
+    return (torch.randn(1, cfg.n_mels, frames, generator=gen) + LOG_MEL_MEAN).to(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="utterance length")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(SEED)
+    device = torch.device(args.device)
+    rows: list[tuple[str, float]] = []
+
+    for name, cfg in (("mel 22k", HIFIGAN_22K), ("mel 16k", SSL_16K)):
+        wav = torch.from_numpy(np.random.default_rng(SEED).standard_normal(
+            int(args.seconds * cfg.sample_rate)).astype(np.float32) * 0.1)[None].to(device)
+        t = best_time(lambda w=wav, c=cfg: log_mel_spectrogram(w, c), args.repeats)
+        rows.append((name, args.seconds / t))
+
+    for version, hcfg in VERSIONS.items():
+        model = HiFiGAN(hcfg).to(device).eval()
+        mel = random_mel(HIFIGAN_22K, args.seconds, args.device)
+        for label, bf16 in (("fp32", False), ("bf16", True)):
+            def run(m=model, x=mel, low=bf16):
+                ctx = (torch.autocast(device.type, dtype=torch.bfloat16) if low
+                       else contextlib.nullcontext())
+                with torch.inference_mode(), ctx:
+                    m(x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+            rows.append((f"hifigan {version} {label}", args.seconds / best_time(run, args.repeats)))
+
+    for name, cfg in (("griffinlim 22k", HIFIGAN_22K), ("griffinlim 16k", SSL_16K)):
+        gl = GriffinLim(cfg).to(device)
+        mel = random_mel(cfg, args.seconds, args.device)
+        t = best_time(lambda g=gl, x=mel: g(x), args.repeats)
+        rows.append((f"{name} ({gl.n_iter} it)", args.seconds / t))
+
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, {args.seconds:g} s utterances\n")
+    print("| row | x real time |\n|---|---|")
+    for name, rtf in rows:
+        print(f"| {name} | {rtf:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
