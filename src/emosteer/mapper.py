@@ -296,7 +296,7 @@ F0_REF_HZ = 100.0  # log-F0 track is log2(f0 / 100 Hz): speech F0 (60-500 Hz) la
 ENERGY_REF_DB = -40.0  # energy track is (dBFS + 40) / 20: speech (-60..-10 dBFS) lands in -1..1.5
 ENERGY_SCALE_DB = 20.0
 SEGMENT_SECONDS = 2.56  # training crop: 128 SSL frames, long enough for the dilated context
-CACHE_FORMAT = 1  # bump when the cached content changes meaning
+CACHE_FORMAT = 2  # bump when the cached content changes meaning
 
 
 @dataclass(frozen=True)
@@ -310,34 +310,17 @@ class MapperExample:
     mel: np.ndarray
 
 
-def _fallback_prosody(wav: np.ndarray, sr: int):
-    """Used only while emosteer.prosody is unavailable: YIN F0 (60-500 Hz, librosa), frame RMS
-    energy, and 'voiced' = within 35 dB of the loudest frame. Cruder than prosody.py (no
-    voicing decision of its own), but aligned and in the same units."""
-    import librosa
-
-    hop = int(round(sr / SSL_FRAME_RATE))
-    f0 = librosa.yin(wav, fmin=60.0, fmax=500.0, sr=sr, frame_length=4 * hop, hop_length=hop)
-    rms = librosa.feature.rms(y=wav, frame_length=2 * hop, hop_length=hop)[0]
-    n = min(len(f0), len(rms))
-    energy_db = 20 * np.log10(rms[:n] + 1e-10)
-    voiced = energy_db > energy_db.max() - 35.0
-    return f0[:n], voiced, energy_db, sr / hop
-
-
 def prosody_tracks(wav: np.ndarray, sr: int, n_frames: int, in_rate: float = SSL_FRAME_RATE
                    ) -> np.ndarray:
     """(3, n_frames) float32: log2(F0/100 Hz) (0 when unvoiced), voicing 0/1, scaled energy,
-    linearly interpolated onto the SSL frame times i / in_rate."""
-    try:
-        from emosteer.prosody import extract_prosody
-    except ImportError:
-        f0, voiced, energy_db, rate = _fallback_prosody(wav, sr)
-    else:
-        p = extract_prosody(wav, sr)
-        f0, voiced, energy_db, rate = p.f0, p.voiced, p.energy_db, p.frame_rate
-    src_t = np.arange(len(f0)) / rate
-    dst_t = np.arange(n_frames) / in_rate
+    from `emosteer.prosody.extract_prosody` (WORLD DIO), linearly interpolated onto the SSL
+    frame centres (i + 0.5) / in_rate, the same time grid `Mapper` assumes."""
+    from emosteer.prosody import extract_prosody
+
+    p = extract_prosody(wav, sr)
+    f0, voiced, energy_db = p.f0, p.voiced, p.energy_db
+    src_t = np.arange(len(f0)) / p.frame_rate
+    dst_t = (np.arange(n_frames) + 0.5) / in_rate
     voiced = np.asarray(voiced, dtype=bool) & (np.asarray(f0) > 0)
     lf0 = np.where(voiced, np.log2(np.maximum(f0, 1e-3) / F0_REF_HZ), 0.0)
     tracks = [np.interp(dst_t, src_t, lf0), np.interp(dst_t, src_t, voiced.astype(np.float64)),
