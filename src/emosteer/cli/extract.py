@@ -1,4 +1,4 @@
-"""`emosteer extract`: encode a corpus with an SSL model into an embedding store.
+r"""`emosteer extract`: encode a corpus with an SSL model into an embedding store.
 
     emosteer extract /data/ravdess --format ravdess --model facebook/wav2vec2-base \
         --layers 0-12 --out stores/ravdess-w2v2 [--pooling energy] [--frame-layers 5]

@@ -1,4 +1,4 @@
-"""`emosteer import-embeddings`: turn precomputed pooled vectors into an embedding store.
+r"""`emosteer import-embeddings`: turn precomputed pooled vectors into an embedding store.
 
     emosteer import-embeddings embeddings.npy index.csv --layer 5 --out STORE \
         [--model facebook/wav2vec2-base --pooling norm]
