@@ -57,7 +57,8 @@ def register(subparsers) -> None:
                    help="directory of unlabelled audio added to the training set")
     p.add_argument("--init", type=Path, default=None, help="fine-tune this existing mapper")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
-                   help=f"wall-time budget for training (default {d.max_minutes:g})")
+                   help=f"wall-time budget of the training loop, encoding not included "
+                        f"(default {d.max_minutes:g})")
     p.add_argument("--epochs", type=int, default=d.max_epochs, help=f"max epochs (default {d.max_epochs})")
     p.add_argument("--patience", type=int, default=d.patience,
                    help=f"early-stopping patience in epochs (default {d.patience})")
