@@ -118,6 +118,7 @@ def test_griffinlim_registry_names_and_options():
     assert load_vocoder("griffinlim:16k").sample_rate == 16000
     gl = GriffinLim(SSL_16K, n_iter=0)
     assert gl(torch.zeros(1, 80, 3) - 11).shape == (1, 960)
+    assert GriffinLim(HIFIGAN_22K, n_iter=2)(torch.zeros(2, 80, 1) - 5).shape == (2, 256)
     with pytest.raises(ConfigError):
         load_vocoder("griffinlim:16k", mel_config=HIFIGAN_22K)
     with pytest.raises(ConfigError):

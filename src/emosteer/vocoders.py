@@ -37,6 +37,8 @@ from emosteer.mel import HIFIGAN_22K, SSL_16K, MelConfig, mel_to_magnitude
 
 GL_ITERS = 32  # Griffin-Lim iterations: with momentum the spectral error levels off by ~30
 GL_MOMENTUM = 0.99  # "fast Griffin-Lim" (Perraudin et al. 2013), librosa's default
+OLA_FLOOR = 1e-8  # overlap-add window envelope floor: only the outermost padded samples get near it
+PHASE_EPS = 1e-16  # keeps the phase normalisation finite on exactly-zero bins
 EXPORT_WEIGHTS = "vocoder.safetensors"
 EXPORT_CONFIG = "vocoder.json"
 _JIK876_CKPT = re.compile(r"g_(\d+)$")
@@ -121,7 +123,10 @@ class GriffinLim(nn.Module, Vocoder):
 
     def _stft(self, y: torch.Tensor) -> torch.Tensor:
         c = self.mel_config
-        y = torch.nn.functional.pad(y[:, None], (c.pad, c.pad), mode="reflect")[:, 0]
+        # Reflect as the front end does; a clip shorter than the pad (one 22 kHz frame) cannot
+        # be reflected, and zero padding only touches the edge of so short an output anyway.
+        mode = "reflect" if y.shape[-1] > c.pad else "constant"
+        y = torch.nn.functional.pad(y[:, None], (c.pad, c.pad), mode=mode)[:, 0]
         return torch.stft(y, c.n_fft, hop_length=c.hop_length, window=self.window,
                           center=False, return_complex=True)
 
@@ -135,7 +140,7 @@ class GriffinLim(nn.Module, Vocoder):
         y = torch.nn.functional.fold(frames, **fold)[:, 0, 0]
         norm = torch.nn.functional.fold(
             self.window.square()[None, :, None].expand(1, -1, t).contiguous(), **fold)[0, 0, 0]
-        y = y / norm.clamp(min=1e-8)
+        y = y / norm.clamp(min=OLA_FLOOR)
         return y[:, c.pad:c.pad + t * c.hop_length]
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -150,7 +155,7 @@ class GriffinLim(nn.Module, Vocoder):
                 previous = rebuilt
                 rebuilt = self._stft(self._istft(mag * angles))
                 angles = rebuilt - (self.momentum / (1 + self.momentum)) * previous
-                angles = angles / (angles.abs() + 1e-16)
+                angles = angles / (angles.abs() + PHASE_EPS)
             return self._istft(mag * angles)
 
 
