@@ -116,7 +116,8 @@ def test_config_is_frozen_and_round_trips_json(tmp_path):
         SSL_16K.hop_length = 1  # type: ignore[misc]
     save_config(SSL_16K, tmp_path / "mel.json")
     assert load_config(MelConfig, tmp_path / "mel.json") == SSL_16K
-    assert config_from_dict(MelConfig, {"fmax": None}).fmax is None
+    nyquist = config_from_dict(MelConfig, {"sample_rate": 16000, "fmax": None})
+    assert nyquist.fmax == 8000.0 and nyquist == MelConfig(sample_rate=16000, fmax=8000)
 
 
 def test_mel_basis_is_slaney_and_read_only():

@@ -56,7 +56,7 @@ class MelConfig:
     hop_length: int = HIFIGAN_HOP
     n_mels: int = HIFIGAN_N_MELS
     fmin: float = 0.0
-    fmax: float | None = HIFIGAN_FMAX  # None means sample_rate / 2, as in librosa
+    fmax: float | None = HIFIGAN_FMAX  # None (librosa's "Nyquist") is stored as sample_rate / 2
     clamp: float = LOG_CLAMP
     center: bool = False
 
@@ -68,7 +68,10 @@ class MelConfig:
         if self.hop_length > self.n_fft:
             raise ConfigError(f"MelConfig: hop_length {self.hop_length} > n_fft {self.n_fft}")
         nyquist = self.sample_rate / 2
-        fmax = nyquist if self.fmax is None else self.fmax
+        if self.fmax is None:
+            # Normalised so that configs describing the same filterbank compare equal.
+            object.__setattr__(self, "fmax", float(nyquist))
+        fmax = self.fmax
         if not 0 <= self.fmin < fmax <= nyquist:
             raise ConfigError(
                 f"MelConfig: need 0 <= fmin < fmax <= {nyquist:g} Hz, got {self.fmin}, {self.fmax}"
