@@ -296,7 +296,7 @@ F0_REF_HZ = 100.0  # log-F0 track is log2(f0 / 100 Hz): speech F0 (60-500 Hz) la
 ENERGY_REF_DB = -40.0  # energy track is (dBFS + 40) / 20: speech (-60..-10 dBFS) lands in -1..1.5
 ENERGY_SCALE_DB = 20.0
 SEGMENT_SECONDS = 2.56  # training crop: 128 SSL frames, long enough for the dilated context
-CACHE_FORMAT = 2  # bump when the cached content changes meaning
+CACHE_FORMAT = 3  # bump when the cached content changes meaning
 
 
 @dataclass(frozen=True)
@@ -342,7 +342,7 @@ def _cache_key(path: Path, encoder, layer: int, mel: MelConfig) -> str:
 def prepare_examples(utterances, encoder, layer: int, mel: MelConfig, cache_dir: str | Path,
                      progress: bool = True) -> list[MapperExample]:
     """Encode each utterance (objects with utt_id, path, speaker) once: frames of `layer`,
-    prosody tracks and the target log-mel from the audio resampled to `mel.sample_rate`, cropped
+    prosody tracks and the target log-mel from the audio decoded at `mel.sample_rate`, cropped
     or floor-padded to round(T_in * mel rate / 50). Cached as safetensors in `cache_dir`; a bad
     file is reported and skipped."""
     import logging
@@ -350,7 +350,7 @@ def prepare_examples(utterances, encoder, layer: int, mel: MelConfig, cache_dir:
     from tqdm import tqdm
 
     from emosteer.artifacts import load_tensors, save_tensors
-    from emosteer.audio import SAMPLE_RATE, load_audio, resample
+    from emosteer.audio import SAMPLE_RATE, load_audio
     from emosteer.errors import EmosteerError
     from emosteer.mel import log_mel_spectrogram
 
@@ -372,7 +372,11 @@ def prepare_examples(utterances, encoder, layer: int, mel: MelConfig, cache_dir:
                 wav = load_audio(path, SAMPLE_RATE)
                 frames = encoder.encode(wav)[layers.index(layer)]
                 t_out = out_frames(frames.shape[0], in_rate, mel.frame_rate)
-                target = log_mel_spectrogram(resample(wav, SAMPLE_RATE, mel.sample_rate), mel)
+                # Decode again at the mel rate rather than upsample the 16 kHz copy: a 44.1 or
+                # 48 kHz source keeps its content above 8 kHz for mel configs that use it.
+                wav_mel = wav if mel.sample_rate == SAMPLE_RATE else load_audio(
+                    path, mel.sample_rate)
+                target = log_mel_spectrogram(wav_mel, mel)
                 target = target[:, :t_out]
                 if target.shape[1] < t_out:
                     pad = ((0, 0), (0, t_out - target.shape[1]))
