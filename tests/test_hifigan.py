@@ -112,12 +112,15 @@ V3_JSON = {"resblock": "2", "upsample_rates": [8, 8, 4], "upsample_kernel_sizes"
            "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]]}
 
 
-def _write_jik876(directory: Path, h: dict, seed: int = 0, step: int = 1) -> _RefGenerator:
+def _write_jik876(directory: Path, h: dict, seed: int = 0, step: int = 1,
+                  legacy: bool = False) -> _RefGenerator:
+    """`legacy`: the pre-1.6 (non-zip) format that torch 1.4, jik876's version, wrote."""
     torch.manual_seed(seed)
     ref = _RefGenerator(h).eval()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(h))
-    torch.save({"generator": ref.state_dict()}, directory / f"g_{step:08d}")
+    torch.save({"generator": ref.state_dict()}, directory / f"g_{step:08d}",
+               _use_new_zipfile_serialization=not legacy)
     return ref
 
 
@@ -143,9 +146,9 @@ def test_jik876_v1_checkpoint_loads_strictly_with_identical_output(jik876_v1):
     assert load_vocoder(directory / "g_00000001").hifigan_config == V1  # a g_ file works too
 
 
-def test_jik876_v3_checkpoint_and_newest_step_is_chosen(tmp_path):
+def test_jik876_v3_legacy_format_and_newest_step_is_chosen(tmp_path):
     _write_jik876(tmp_path, _jik876_config(V3_JSON), seed=1, step=5)
-    ref = _write_jik876(tmp_path, _jik876_config(V3_JSON), seed=2, step=10)
+    ref = _write_jik876(tmp_path, _jik876_config(V3_JSON), seed=2, step=10, legacy=True)
     voc = load_vocoder(tmp_path)
     assert voc.hifigan_config == V3
     mel = torch.randn(1, 80, 5) - 4
