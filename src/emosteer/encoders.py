@@ -320,5 +320,18 @@ def load_encoder(name_or_path: str | os.PathLike, layers: Sequence[int] | None =
         do_normalize=_do_normalize(name),
         bf16=bool(bf16),
     )
+    if bf16:
+        _cast_matmul_weights(model, torch.bfloat16)
     return Encoder(model, config, device=device)
+
+
+def _cast_matmul_weights(model, dtype) -> None:
+    """Store Linear/Conv1d weights in `dtype` so that autocast does not re-cast them on every
+    forward (about 15% of a bf16 forward on CPU); norms stay fp32 as autocast wants. The
+    weight-normed positional convolution is left alone: its weight is recomputed each call."""
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d)) and not hasattr(m, "parametrizations"):
+            m.to(dtype)
 
