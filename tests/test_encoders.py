@@ -158,3 +158,15 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
     silent = save_audio(tmp_path / "silent.wav", np.zeros(16000, np.float32), SAMPLE_RATE)
     with pytest.raises(AudioError, match="silent"):
         enc.encode_long(silent)
+
+
+def test_missing_weights_are_an_error_not_random(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    d = make_tiny_model_dir(tmp_path / "m", num_layers=2)
+    weights = load_file(str(d / "model.safetensors"))
+    dropped = next(k for k in weights if "layers.1." in k)
+    del weights[dropped]
+    save_file(weights, str(d / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ConfigError, match="checkpoint lacks weights"):
+        load_encoder(d)
