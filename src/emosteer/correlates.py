@@ -84,6 +84,10 @@ def _frames(wav: np.ndarray, sr: int, n_frames: int, hop: int) -> np.ndarray:
 def active_frames(energy_db: np.ndarray) -> np.ndarray:
     loud = np.percentile(energy_db, LOUD_PERCENTILE)
     floor = np.percentile(energy_db, NOISE_PERCENTILE)
+    if loud - floor < NOISE_MARGIN_DB:
+        # No frame is near a noise floor (a clip trimmed to its speech, or a steady signal):
+        # the quietest frames are speech too, so only the range rule applies.
+        return energy_db >= loud - ACTIVE_RANGE_DB
     return energy_db > max(loud - ACTIVE_RANGE_DB, floor + NOISE_MARGIN_DB)
 
 

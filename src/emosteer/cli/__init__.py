@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import re
 import sys
 
 from emosteer import __version__
@@ -33,9 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A value like "-1,-0.5,0" starts with "-", so argparse would read it as an option. Such a
+# number list is glued to the flag before it ("--deltas=-1,...") so the seed's spelling works.
+_NUMBER_LIST = re.compile(r"^-\d*\.?\d+(,\s*-?\d*\.?\d+)*,?$")
+
+
+def _glue_number_lists(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NUMBER_LIST.match(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_number_lists(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
@@ -49,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except EmosteerError as e:
         print(f"emosteer {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `emosteer ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"emosteer {args.command}: interrupted", file=sys.stderr)
         return 130
