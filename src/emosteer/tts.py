@@ -5,18 +5,14 @@ given as an .onnx next to its .onnx.json), ``espeak`` (Debian's espeak-ng binary
 ``coqui`` (XTTS-v2, an optional extra that needs a downloaded model directory). Every backend
 returns mono float32 audio of shape (T,) and its sample rate.
 
-Alpha semantics. ``alpha`` in [-1, 1] sets the emotion of the synthesis relative to two
-reference clips: 0 is the backend's plain (neutral) synthesis, +1 moves it as far along the
-calm->angry axis as the angry reference sits from neutral, -1 as far as the calm reference sits
-on the other side, linearly in between. `alpha_to_delta` converts alpha to the `delta` that
-`EmotionAxis.steer` expects. XTTS-v2 steers by interpolating its conditioning latents instead:
--1 conditions on the calm reference alone, +1 on the angry one, 0 halfway between.
+Emotion control on top of a synthesis (reference axis, reference prosody delta, the meaning of
+``alpha``, mapper adaptation, the sidecar) lives in `emosteer.tts_steer`; the reference checks
+and `alpha_to_delta` are re-exported here.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import re
@@ -29,8 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from emosteer.audio import SAMPLE_RATE, load_audio, resample
-from emosteer.errors import ArtifactError, AudioError, ConfigError, EmosteerError
+from emosteer.audio import resample
+from emosteer.errors import ArtifactError, ConfigError, EmosteerError
+
+# Reference handling lives in tts_steer (no import cycle: it imports tts lazily); re-exported.
+from emosteer.tts_steer import (  # noqa: F401
+    MIN_REF_SECONDS,
+    alpha_to_delta,
+    check_alpha,
+    check_references,
+    coqui_conditioning,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,6 @@ PIPER_NOISE_SCALE = 0.667
 PIPER_NOISE_W = 0.8
 PEAK_LEVEL = 0.9  # Piper peak-normalises to 1.0; -1 dBFS of headroom avoids clipping on save
 SENTENCE_PAUSE_S = 0.25  # a short breath between sentences, about a comma-to-period gap
-MIN_REF_SECONDS = 0.5  # below this a reference holds too few syllables to carry an emotion
 ESPEAK_VOICE = "en-us"
 ESPEAK_SAMPLE_RATE = 22050  # espeak-ng's formant synthesiser always writes 22.05 kHz
 ESPEAK_WPM = 175  # espeak-ng's default speed, so length_scale=1 keeps its natural rate
@@ -301,69 +305,17 @@ def synthesize_long(text: str, backend: str = DEFAULT_BACKEND,
     return np.concatenate(pieces), sr
 
 
-def check_references(ref_calm: str | os.PathLike, ref_angry: str | os.PathLike,
-                     min_seconds: float = MIN_REF_SECONDS,
-                     sr: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
-    """Load and validate the two reference clips; returns (calm, angry) at `sr`.
+def add_tts_arguments(p: argparse.ArgumentParser, steering_flags: bool = True) -> None:
+    """The `emosteer tts` flags (synthesis and steering); the CLI module wires them up.
 
-    Raises AudioError for a clip shorter than `min_seconds` and ConfigError when both are the
-    same clip, by resolved path or by identical decoded audio."""
-    calm_p, angry_p = Path(ref_calm), Path(ref_angry)
-    if calm_p.exists() and calm_p.resolve() == angry_p.resolve():
-        raise ConfigError(f"{calm_p}: the same clip is given as both --ref-calm and --ref-angry")
-    wavs = []
-    for path in (calm_p, angry_p):
-        wav = load_audio(path, sr)
-        if wav.shape[0] < min_seconds * sr:
-            raise AudioError(f"{path}: reference too short ({wav.shape[0] / sr:.2f} s; "
-                             f"at least {min_seconds} s needed)")
-        wavs.append(wav)
-    if hashlib.sha256(wavs[0].tobytes()).digest() == hashlib.sha256(wavs[1].tobytes()).digest():
-        raise ConfigError(f"{calm_p} and {angry_p}: identical audio given as both references")
-    return wavs[0], wavs[1]
-
-
-def _check_alpha(alpha: float) -> None:
-    if not -1.0 <= alpha <= 1.0:
-        raise ConfigError(f"--alpha {alpha}: must lie in [-1, 1]")
-
-
-def alpha_to_delta(alpha: float, neutral: float, calm: float, angry: float,
-                   calibration: float = 1.0) -> float:
-    """Steering delta (in `EmotionAxis.calibration` units) for `alpha` in [-1, 1].
-
-    `neutral`, `calm` and `angry` are projections onto the axis of the plain synthesis and
-    the two references; +1 lands the projection on `angry`, -1 on `calm`, 0 leaves it."""
-    _check_alpha(alpha)
-    if calibration == 0:
-        raise ConfigError("axis calibration is zero: the axis cannot move the projection")
-    target = angry if alpha >= 0 else calm
-    return float(abs(alpha) * (target - neutral) / calibration)
-
-
-def coqui_conditioning(voice: Voice, ref_calm: str | os.PathLike, ref_angry: str | os.PathLike,
-                       alpha: float = 0.0) -> tuple[Any, Any]:
-    """XTTS conditioning interpolated between the references: t = (alpha + 1) / 2 of the way
-    from calm to angry, for both gpt_cond_latent and speaker_embedding."""
-    _check_alpha(alpha)
-    if voice.backend != "coqui":
-        raise ConfigError(f"coqui_conditioning needs a coqui voice, not {voice.backend}")
-    check_references(ref_calm, ref_angry)
-    calm = voice.engine.get_conditioning_latents(audio_path=[str(ref_calm)])
-    angry = voice.engine.get_conditioning_latents(audio_path=[str(ref_angry)])
-    t = (alpha + 1.0) / 2.0
-    return tuple(c + t * (a - c) for c, a in zip(calm, angry, strict=True))
-
-
-def add_tts_arguments(p: argparse.ArgumentParser) -> None:
-    """The `emosteer tts` flags (synthesis and steering); the CLI module wires them up."""
+    With `steering_flags=False` the flags `emosteer steer` also defines (--axis, --model,
+    --mapper, --vocoder, --mode) are left out, for a parser that adds them itself."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="text to speak")
     src.add_argument("--text-file", help="UTF-8 text file (split into sentences)")
     p.add_argument("--out", required=True, help="output audio (.wav/.flac/.ogg)")
     p.add_argument("--ref-calm", "--ref_calm", dest="ref_calm", help="calm reference clip")
     p.add_argument("--ref-angry", "--ref_angry", dest="ref_angry", help="angry reference clip")
-    p.add_argument("--axis", help="saved corpus axis directory (instead of references)")
     p.add_argument("--alpha", type=float, default=0.0,
                    help="-1 (as calm as the references) .. +1 (as angry); 0 = neutral")
     p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
@@ -375,9 +327,12 @@ def add_tts_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-scale", type=float, default=PIPER_NOISE_SCALE, help="piper noise")
     p.add_argument("--pitch", type=int, default=ESPEAK_PITCH, help="espeak-ng pitch 0..99")
     p.add_argument("--pause", type=float, default=SENTENCE_PAUSE_S, help="s between sentences")
+    p.add_argument("--layer", type=int, help="encoder layer (default: the mapper's)")
+    if not steering_flags:
+        return
     # Same spellings as `emosteer steer`, whose module owns their defaults and validation.
+    p.add_argument("--axis", help="saved corpus axis directory (instead of references)")
     p.add_argument("--model", help="SSL encoder: hub id or directory")
-    p.add_argument("--layer", type=int, help="encoder layer")
     p.add_argument("--mapper", help="trained mapper directory")
     p.add_argument("--vocoder", help="griffinlim or a vocoder directory")
     p.add_argument("--mode", choices=("latent", "prosody", "both"), default="latent")
