@@ -241,13 +241,18 @@ def test_page_handlers_show_messages_not_tracebacks(app, tmp_path, clip):
     assert sr == SAMPLE_RATE and y.size > 0 and "not available" in status
 
 
-def test_tts_tab_speaks_and_steers(app):
+def test_tts_tab_speaks_and_steers(app, monkeypatch):
     from emosteer.tts import list_backends
 
     if not list_backends().get("piper"):
         pytest.skip("piper is not installed")
+    seen = []
+    real_steer = app.steer
+    monkeypatch.setattr(app, "steer", lambda wav, name, delta, mode, ref=None: (
+        seen.append(delta) or real_steer(wav, name, delta, mode, ref)))
     y, sr, readout = app.synthesize("Hello there.", "ponly", 0.5, "prosody")
     assert sr == SAMPLE_RATE and len(y) > SAMPLE_RATE // 4
+    assert seen == [0.25]  # emosteer tts's rule: alpha 1 is half the source->target shift
     with pytest.raises(ConfigError, match="limit"):
         app.synthesize("a" * (app_mod.MAX_TTS_CHARS + 1), "ponly", 0.5, "prosody")
     with pytest.raises(ConfigError, match="type something"):

@@ -10,9 +10,9 @@ without a browser:
   emosteer.audio, duration cap, and the file must lie in the upload folder;
 - one Steerer per axis, built lazily on first use and cached on the SteeringApp object (models
   load once; the lock keeps two first requests from loading the same models twice);
-- an axis built from two reference clips: difference of their mean layer embeddings (the
-  latent push) plus a ProsodyDelta from their acoustic correlates (the prosody path), on the
-  encoder, mapper and vocoder of a saved axis.
+- an axis built from two reference clips exactly as `emosteer tts` builds one
+  (emosteer.tts_steer: mean-pooled layer embeddings through compute_axis, plus a ProsodyDelta
+  from the clips' acoustic correlates), run on the encoder, mapper and vocoder of a saved axis.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 AXIS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_DELTA = 1.0  # the slider's range; larger pushes leave the region the mapper was trained on
 MAX_TTS_CHARS = 1000  # about a minute of speech at Piper's rate, the same as the duration cap
-MIN_REF_SECONDS = 0.5  # emosteer.tts.MIN_REF_SECONDS: a shorter reference carries no emotion
 BYTES_PER_MB = 1024 * 1024
 
 
@@ -215,29 +214,25 @@ class SteeringApp:
         return y, sr, projection_readout(steerer, wav, y, sr)
 
     def build_reference_axis(self, base: str, source_clip, target_clip) -> ReferenceAxis:
-        """An axis from two uploads: source (e.g. calm) and target (e.g. angry) reference."""
-        from emosteer.axes import wrap_vector
-        from emosteer.prosody import learn_prosody_delta
+        """An axis from two uploads, source (e.g. calm) and target (e.g. angry), built the way
+        `emosteer tts` builds its reference axis (emosteer.tts_steer)."""
+        from emosteer.tts_steer import MIN_REF_SECONDS, reference_axis, reference_prosody
 
         steerer = self.steerer(base)
         if steerer.encoder is None:
             raise ConfigError(f"axis {base!r} has no mapper/encoder to embed reference clips")
-        wavs = [self.load_clip(source_clip, "source reference"),
-                self.load_clip(target_clip, "target reference")]
-        for label, w in zip(("source reference", "target reference"), wavs, strict=True):
+        labels = ("source reference", "target reference")
+        wavs = [self.load_clip(source_clip, labels[0]), self.load_clip(target_clip, labels[1])]
+        for label, w in zip(labels, wavs, strict=True):
             if w.shape[0] < MIN_REF_SECONDS * SAMPLE_RATE:
                 raise AudioError(f"{label}: {w.shape[0] / SAMPLE_RATE:.2f} s is too short "
                                  f"(at least {MIN_REF_SECONDS} s)")
         if hashlib.sha256(wavs[0].tobytes()).digest() == hashlib.sha256(wavs[1].tobytes()).digest():
             raise ConfigError("the two reference clips are the same audio")
-        means = [steerer.frames(w).mean(axis=0) for w in wavs]
-        cfg = steerer.axis.config
-        # calibration=None: delta = 1 moves a clip by the full source->target distance.
-        axis = wrap_vector(means[1] - means[0], model=cfg.model, layer=cfg.layer,
-                           source="reference-source", target="reference-target")
+        # calibration: delta = 1 moves a clip by the full source->target distance.
+        axis = reference_axis(steerer.encoder, steerer.axis.config.layer, wavs[0], wavs[1], labels)
         try:
-            prosody = learn_prosody_delta(wavs, ["reference"] * 2, ["source", "target"],
-                                          "source", "target")
+            prosody = reference_prosody(wavs[0], wavs[1], labels)
         except ConfigError as e:  # no voiced speech in a reference: latent steering still works
             log.warning("reference prosody delta unavailable: %s", e)
             prosody = None
@@ -245,8 +240,11 @@ class SteeringApp:
 
     def synthesize(self, text: str, name: str, alpha: float, mode: str,
                    reference: ReferenceAxis | None = None) -> tuple[np.ndarray, int, str]:
-        """Piper TTS of `text`, then steered by alpha (used as delta on the chosen axis)."""
+        """Piper TTS of `text`, then steered along the chosen axis with `emosteer tts`'s alpha
+        rule (emosteer.tts_steer.steering_delta: the synthesis is taken as neutral, so alpha = 1
+        is half the axis's source->target shift)."""
         from emosteer.tts import load_voice, synthesize_long
+        from emosteer.tts_steer import steering_delta
 
         text = (text or "").strip()
         if not text:
@@ -258,7 +256,7 @@ class SteeringApp:
             if self._voice is None:
                 self._voice = load_voice(None, "piper")
         wav, _ = synthesize_long(text, voice=self._voice, sr_out=SAMPLE_RATE, progress=False)
-        return self.steer(wav, name, alpha, mode, reference)
+        return self.steer(wav, name, steering_delta(alpha), mode, reference)
 
 
 def mean_projection(steerer: Steerer, wav: np.ndarray, sr: int) -> float:

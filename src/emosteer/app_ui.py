@@ -111,7 +111,7 @@ def build_ui(app: SteeringApp):
             text = gr.Textbox(label="Text", lines=3, elem_id="tts-text")
             t_axis, t_mode = axis_controls("tts-")
             alpha = gr.Slider(-1.0, 1.0, value=DEFAULT_DELTA, step=DELTA_STEP,
-                              label="alpha (delta on the chosen axis)", elem_id="tts-alpha")
+                              label="alpha (-1 as calm as the source, +1 as angry as the target; as `emosteer tts`)", elem_id="tts-alpha")
             say = gr.Button("Speak", variant="primary", elem_id="tts-btn")
             t_out = gr.Audio(label="Speech", type="numpy", interactive=False,
                              elem_id="tts-audio")
