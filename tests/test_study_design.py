@@ -155,3 +155,61 @@ def test_cli_create(stim_dir, tmp_path, capsys):
     assert open_study(tmp_path / "study").config.trials_per_participant == 9
     assert main(["study", "create", str(stim_dir), str(tmp_path / "study")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def _evaluate_run(root, clips=("ravdess_03-01-02-01-01-01-07", "ravdess_03-01-02-02-01-01-08"),
+                  modes=("latent", "prosody"), deltas=(-1.0, 0.0, 0.5)):
+    """An `emosteer evaluate` output directory in the shared-contract layout:
+    audio/<clip_id>/{input,real_target,<mode>_<delta:+.2f>}.wav plus stimuli.json and
+    evaluate.json, with ids spelled the way emosteer.evaluate spells them."""
+    import numpy as np
+
+    from emosteer.audio import save_audio
+
+    t = np.arange(4800) / 16000
+    rows, recs = [], []
+
+    def wav(rel, hz):
+        save_audio(root / rel, 0.3 * np.sin(2 * np.pi * hz * t), 16000)
+        return rel
+
+    for c, cid in enumerate(clips):
+        base = {"source_clip": cid, "speaker": f"ravdess_{7 + c:02d}"}
+        inp = wav(f"audio/{cid}/input.wav", 150 + c)
+        tgt = wav(f"audio/{cid}/real_target.wav", 220 + c)
+        rows.append({"id": f"{cid}.original", "path": inp, **base, "mode": "original",
+                     "delta": 0.0, "target_emotion": "calm", "kind": "original"})
+        rows.append({"id": f"{cid}.anchor", "path": tgt, **base, "mode": "anchor",
+                     "delta": 0.0, "target_emotion": "angry", "kind": "anchor"})
+        outputs = {}
+        for mode in modes:
+            for d in deltas:
+                rel = wav(f"audio/{cid}/{mode}_{d:+.2f}.wav", 150 + c + 40 * d)
+                outputs.setdefault(mode, {})[f"{d:+.2f}"] = rel
+                rows.append({"id": f"{cid}.{mode}.{'p' if d >= 0 else 'm'}{abs(d):.2f}",
+                             "path": rel, **base, "mode": mode, "delta": d,
+                             "target_emotion": "angry", "kind": "steered"})
+        recs.append({"id": cid, "speaker": base["speaker"], "emotion": "calm", "input": inp,
+                     "real_target": tgt, "outputs": outputs})
+    (root / "stimuli.json").write_text(json.dumps(rows))
+    (root / "evaluate.json").write_text(json.dumps({"kind": "evaluate", "clips": recs}))
+    return root, rows
+
+
+def test_create_from_evaluate_run_layout(tmp_path, capsys):
+    run, rows = _evaluate_run(tmp_path / "run" / "evaluate")
+    rc = main(["study", "create", str(run), str(tmp_path / "study"), "--trials", "8"])
+    assert rc == 0, capsys.readouterr().err
+    study = open_study(tmp_path / "study")
+    assert [s.id for s in study.stimuli] == [r["id"] for r in rows]
+    kinds = Counter(s.kind for s in study.stimuli)
+    assert kinds == {"original": 2, "anchor": 2, "steered": 2 * 2 * 3}
+    by_id = study.by_id
+    steered = by_id["ravdess_03-01-02-01-01-01-07.prosody.m1.00"]
+    assert (steered.mode, steered.delta, steered.target_emotion) == ("prosody", -1.0, "angry")
+    assert by_id["ravdess_03-01-02-02-01-01-08.anchor"].speaker == "ravdess_08"
+    for s in study.stimuli:  # every clip was copied under its id; none kept a nested path
+        assert study.audio_path(s.id) == (tmp_path / "study" / "stimuli" / f"{s.id}.wav").resolve()
+        assert s.sample_rate == 16000 and s.duration_s == pytest.approx(0.3)
+    plan = plan_trials(study, "p1", {})
+    assert len(plan) == 8 and set(plan) <= set(by_id)
