@@ -230,3 +230,61 @@ def test_reference_axis_is_the_pooled_difference(tiny_model_dir, refs):
     assert axis.calibration == pytest.approx(float(axis.project(pooled[1] - pooled[0])), rel=1e-4)
     with pytest.raises(ConfigError, match="not layer 3"):
         tts_steer.reference_axis(enc, 3, calm, angry)
+
+
+class _ToneXtts:
+    """Stands in for XTTS-v2: its latents say how angry the reference was (0 calm, 1 angry)
+    and it speaks a harmonic tone whose pitch rises an octave with that level."""
+
+    @classmethod
+    def init_from_config(cls, config):
+        return cls()
+
+    def load_checkpoint(self, config, checkpoint_dir, eval):
+        self.loaded_from = checkpoint_dir
+
+    def get_conditioning_latents(self, audio_path):
+        level = 1.0 if "-05-" in audio_path[0] else 0.0  # RAVDESS emotion 05 is angry
+        return np.full((1, 4, 2), level), np.full((1, 2, 1), level)
+
+    def inference(self, text, language, gpt_cond_latent, speaker_embedding, speed):
+        sr, f0 = 24000, 120.0 * 2.0 ** float(gpt_cond_latent.mean())
+        t = np.arange(int(1.5 * sr)) / sr
+        wav = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))
+        env = 0.5 + 0.5 * np.sin(2 * np.pi * 2.0 * t) ** 2
+        return {"wav": (0.2 * wav * env / np.max(np.abs(wav))).astype(np.float32)}
+
+
+def test_coqui_backend_blends_reference_latents(tmp_path, monkeypatch, capsys, refs):
+    import sys
+    import types
+
+    class XttsConfig:
+        audio = types.SimpleNamespace(output_sample_rate=24000)
+
+        def load_json(self, path):
+            self.path = path
+
+    names = ("TTS", "TTS.tts", "TTS.tts.configs", "TTS.tts.configs.xtts_config",
+             "TTS.tts.models", "TTS.tts.models.xtts")
+    modules = {name: types.ModuleType(name) for name in names}
+    modules["TTS.tts.configs.xtts_config"].XttsConfig = XttsConfig
+    modules["TTS.tts.models.xtts"].Xtts = _ToneXtts
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    model = tmp_path / "xtts"
+    model.mkdir()
+    for name in ("config.json", "model.pth", "vocab.json"):
+        (model / name).write_text("{}")
+    out = tmp_path / "xtts.wav"
+    assert _tts(out, "--text", "Yes.", "--backend", "coqui", "--coqui-model", model,
+                "--alpha", "1", refs=refs) == 0
+    side = _sidecar(out)
+    assert side["mode"] == "xtts-latents" and side["backend"] == "coqui" and side["delta"] == 0.0
+    # The neutral synthesis conditions halfway (half an octave up), alpha 1 on the angry
+    # reference alone (an octave up): +6 semitones.
+    assert side["measured"]["median_f0_change_st"] == pytest.approx(6.0, abs=0.5)
+    # XTTS has no other way to steer: without references it is refused.
+    err = _error(capsys, tmp_path / "noref.wav", "--text", "Yes.", "--backend", "coqui",
+                 "--coqui-model", model)
+    assert "--backend coqui needs --ref-calm and --ref-angry" in err
