@@ -317,7 +317,8 @@ def add_tts_arguments(p: argparse.ArgumentParser, steering_flags: bool = True) -
     p.add_argument("--ref-calm", "--ref_calm", dest="ref_calm", help="calm reference clip")
     p.add_argument("--ref-angry", "--ref_angry", dest="ref_angry", help="angry reference clip")
     p.add_argument("--alpha", type=float, default=0.0,
-                   help="-1 (as calm as the references) .. +1 (as angry); 0 = neutral")
+                   help="-1 as calm as the calm reference .. +1 as angry as the angry one; "
+                        "0 = the plain synthesis")
     p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     p.add_argument("--voice", help="piper .onnx path (default: bundled en_US-joe-medium) or "
                    "espeak-ng voice name (default: en-us)")
