@@ -5,6 +5,12 @@ rename, so a killed run leaves only complete items; a rerun encodes only utteran
 item and then consolidates (see emosteer.store for the layout). Bad audio is logged and listed in
 skipped.json; nothing else is lost.
 
+Distributed (`accelerate launch`, see emosteer.distributed): rank r encodes utterances i with
+i % world_size == r into the shared items/ directory; rank 0 prepared the directory before and,
+once every rank is done, consolidates all items in the order of `utterances`. Items are keyed by
+utt_id and encoding does not depend on batching (Encoder.encode_batch equals unbatched), so the
+store is identical to a one-process one.
+
 Pooling (frame weights, then a weighted mean over frames):
   mean    every frame weighs 1.
   energy  the seed's way: RMS of the waveform over the frame's 20 ms hop (samples
@@ -30,7 +36,7 @@ from safetensors import safe_open
 from emosteer.artifacts import load_config, load_tensors, save_config, save_tensors
 from emosteer.audio import SAMPLE_RATE, SSL_HOP, audio_info, load_audio
 from emosteer.encoders import CHUNK_SECONDS, CONTEXT_SECONDS, Encoder
-from emosteer.errors import ArtifactError, AudioError, ConfigError
+from emosteer.errors import ArtifactError, AudioError, ConfigError, EmosteerError
 from emosteer.store import (
     ITEMS_DIR,
     POOLINGS,
@@ -168,10 +174,15 @@ def _groups(utterances, long_seconds: float) -> list[tuple[bool, list[int]]]:
 def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.PathLike,
                   pooling: str = "mean", frame_layers: Sequence[int] = (), batch_size: int = 1,
                   force: bool = False, long_seconds: float = LONG_SECONDS,
-                  progress: bool = True) -> EmbeddingStore:
+                  progress: bool = True, dist=None) -> EmbeddingStore:
     """Encode `utterances` (objects with utt_id, path, speaker, emotion, corpus, sentence,
-    intensity) with `encoder` into a store at `out_dir`, resuming an unfinished run there."""
+    intensity) with `encoder` into a store at `out_dir`, resuming an unfinished run there.
+    `dist` (emosteer.distributed.Dist) shards the work across processes; None is one process."""
     from tqdm import tqdm
+
+    from emosteer.distributed import Dist
+
+    dist = dist or Dist()
 
     out_dir = Path(out_dir)
     ids = [u.utt_id for u in utterances]
@@ -189,14 +200,19 @@ def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.Path
         sample_rate=ec.sample_rate, frame_rate=ec.frame_rate,
         chunk_seconds=CHUNK_SECONDS, context_seconds=CONTEXT_SECONDS,
     )
-    _prepare(out_dir, config, force)
+    if dist.is_main:
+        _prepare(out_dir, config, force)
+    dist.barrier()  # nobody writes items before rank 0 has cleared or checked the directory
     items = out_dir / ITEMS_DIR
-    done = {i for i, u in enumerate(utterances) if (items / _item_name(u.utt_id)).is_file()}
+    mine = set(dist.shard(len(utterances)))
+    done = {i for i, u in enumerate(utterances)
+            if i in mine and (items / _item_name(u.utt_id)).is_file()}
     skipped: dict[int, str] = {}
     new = 0
-    bar = tqdm(total=len(utterances), initial=len(done), disable=not progress, unit="utt",
-               desc="extract")
+    bar = tqdm(total=len(mine), initial=len(done), disable=not (progress and dist.is_main),
+               unit="utt", desc="extract")
     for is_long, group in _groups(utterances, long_seconds):
+        group = [i for i in group if i in mine]
         todo = [i for i in group if i not in done]
         if not todo:
             continue
@@ -238,11 +254,28 @@ def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.Path
                 new += 1
         bar.update(len(todo))
     bar.close()
-    for msg in skipped.values():
-        log.warning("skipped %s", msg)
-    log.info("encoded %d new utterances, %d already done, %d skipped", new, len(done),
-             len(skipped))
-    return _consolidate(out_dir, config, utterances, skipped)
+    log.info("rank %d: encoded %d new utterances, %d already done, %d skipped", dist.rank, new,
+             len(done), len(skipped))
+    merged: dict[int, str] = {}
+    for part in dist.gather(skipped):  # also the barrier: every shard is on disk after it
+        merged.update(part)
+    if dist.is_main:
+        for msg in merged.values():
+            log.warning("skipped %s", msg)
+    if not dist.distributed:
+        return _consolidate(out_dir, config, utterances, merged)
+    error = None
+    if dist.is_main:
+        try:
+            _consolidate(out_dir, config, utterances, merged)
+        except EmosteerError as e:
+            error = e
+    failed = dist.gather(None if error is None else str(error))[0]
+    if error is not None:
+        raise error
+    if failed is not None:
+        raise ArtifactError(f"{out_dir}: rank 0 could not merge the shards ({failed})")
+    return EmbeddingStore.open(out_dir)
 
 
 def _consolidate(out_dir: Path, config: StoreConfig, utterances, skipped: dict[int, str]):

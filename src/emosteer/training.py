@@ -11,6 +11,13 @@ on CPU with the same thread count).
 A checkpoint is `ckpt_dir/state.json` (the commit point, written last) pointing at
 `ckpt_dir/ckpt-EEEEEE.safetensors` with the model's last and best weights and the optimizer's
 tensors; the optimizer's scalar state and param groups live in the JSON.
+
+Distributed (emosteer.distributed.Dist under `accelerate launch`): `batch_size` is the global
+batch of one optimizer step. Every rank collates the whole batch (so crops are drawn as one
+process draws them), cuts it into `grad_accum` micro-batches (rows m, m + A, ...) and keeps its
+rows of each (rows r, r + W, ...). Each micro-batch loss is weighted by its share of the global
+batch, so with DDP's gradient averaging the step equals one process's step on the whole batch
+whenever the loss is a mean of per-item losses. Rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -51,10 +58,13 @@ class TrainConfig:
     max_minutes: float = 15.0  # wall-time budget of one call (resumed calls get a fresh budget)
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     seed: int = 0
+    grad_accum: int = 1  # micro-batches per optimizer step (batch_size is the whole step's)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size <= 0 or self.max_epochs <= 0 or self.patience <= 0:
             raise ConfigError(f"TrainConfig: lr, batch_size, max_epochs, patience must be > 0 ({self})")
+        if self.grad_accum < 1:
+            raise ConfigError(f"TrainConfig: grad_accum must be >= 1, got {self.grad_accum}")
         if self.max_minutes <= 0:
             raise ConfigError(f"TrainConfig: max_minutes must be > 0, got {self.max_minutes}")
 
@@ -177,13 +187,13 @@ def load_checkpoint(ckpt_dir: Path, model: torch.nn.Module, opt: torch.optim.Opt
     return meta, best
 
 
-def _evaluate(model, items, loss_fn, collate, batch_size: int) -> float:
+def _evaluate(model, items, loss_fn, collate, batch_size: int, dist) -> float:
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(items), batch_size):
             chunk = items[i:i + batch_size]
-            total += float(loss_fn(model, collate(chunk, None))) * len(chunk)
+            total += float(loss_fn(model, dist.to_device(collate(chunk, None)))) * len(chunk)
             count += len(chunk)
     return total / max(count, 1)
 
@@ -192,16 +202,25 @@ def fit(model: torch.nn.Module, train_items: Sequence, val_items: Sequence, *,
         loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
         collate: Callable[[Sequence, torch.Generator | None], Any],
         cfg: TrainConfig, ckpt_dir: str | Path, resume: bool = True, progress: bool = True,
-        callback: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+        callback: Callable[[dict[str, Any]], None] | None = None, dist=None) -> TrainResult:
     """Train `model` in place and leave it holding the best-validation weights.
 
     `collate(items, generator)` builds a batch (random crops from `generator` when training;
     `generator=None` means deterministic full items for validation); `loss_fn(model, batch)` is
     a scalar tensor. Validation runs after every epoch (on the training set when `val_items`
-    is empty). `callback(meta)` is called after each checkpoint is committed."""
+    is empty). `callback(meta)` is called after each checkpoint is committed. `dist`
+    (emosteer.distributed.Dist) runs the loop data-parallel; None is one plain process."""
     from tqdm import tqdm
 
+    from emosteer.distributed import Dist, select_rows
+
+    dist = dist or Dist()
     ckpt_dir = Path(ckpt_dir)
+    # Every rank needs at least one row of every micro-batch, or DDP's collectives would hang.
+    min_rows = cfg.grad_accum * dist.world_size
+    if cfg.batch_size < min_rows:
+        raise ConfigError(f"batch size {cfg.batch_size} is smaller than grad_accum x processes "
+                          f"= {min_rows}")
     val_items = val_items if len(val_items) else train_items
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     meta: dict[str, Any] = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": 0,
@@ -215,33 +234,49 @@ def fit(model: torch.nn.Module, train_items: Sequence, val_items: Sequence, *,
                         meta["train_config"].get("seed"), cfg.seed)
         meta["best_val"] = math.inf if meta["best_val"] is None else meta["best_val"]
         log.info("resuming from %s at epoch %d", ckpt_dir, meta["epoch"])
+    net, opt = dist.prepare(model, opt)
     deadline = time.monotonic() + cfg.max_minutes * 60
     while meta["stop_reason"] != "early_stop" and meta["epoch"] < cfg.max_epochs:
         epoch = meta["epoch"] + 1
         gen = _epoch_generator(cfg.seed, epoch)
         order = torch.randperm(len(train_items), generator=gen).tolist()
         batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        if len(batches[-1]) < min_rows:  # too small a remainder to give every rank a row
+            batches.pop()
         t0, losses, out_of_time = time.monotonic(), [], False
-        model.train()
+        net.train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed * _SEED_STRIDE + epoch)  # dropout, if any
-            bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress)
+            bar = tqdm(batches, desc=f"epoch {epoch}", leave=False,
+                       disable=not (progress and dist.is_main))
             for idx in bar:
-                loss = loss_fn(model, collate([train_items[i] for i in idx], gen))
-                if not torch.isfinite(loss):
-                    raise ConfigError(f"non-finite training loss at epoch {epoch}; lower the lr")
+                batch = collate([train_items[i] for i in idx], gen)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                local, finite = 0.0, True
+                for m in range(cfg.grad_accum):
+                    part = dist.split_batch(select_rows(batch, m, cfg.grad_accum))
+                    rows = len(range(m, len(idx), cfg.grad_accum)[dist.rank::dist.world_size])
+                    # This rank's share of the global batch: W * n / N, so DDP's mean over
+                    # ranks turns the sum of micro-batch losses into the global batch mean.
+                    share = dist.world_size * rows / len(idx)
+                    with dist.no_sync(net, skip=m < cfg.grad_accum - 1):
+                        loss = loss_fn(net, dist.to_device(part))
+                        finite = finite and bool(torch.isfinite(loss))
+                        dist.backward(loss * share if share != 1.0 else loss)
+                    local += float(loss.detach()) * rows / len(idx)
+                parts = dist.gather((local, finite, time.monotonic() > deadline))
+                if not all(f for _, f, _ in parts):
+                    raise ConfigError(f"non-finite training loss at epoch {epoch}; lower the lr")
                 if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    dist.clip_grad_norm_(net.parameters(), cfg.grad_clip)
                 opt.step()
                 meta["step"] += 1
-                losses.append(float(loss.detach()))
+                losses.append(sum(v for v, _, _ in parts))
                 bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-                if time.monotonic() > deadline:
+                if any(t for _, _, t in parts):
                     out_of_time = True
                     break
-        val = _evaluate(model, val_items, loss_fn, collate, cfg.batch_size)
+        val = _evaluate(model, val_items, loss_fn, collate, cfg.batch_size, dist)
         meta["epoch"] = epoch
         meta["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)),
                                 "val_loss": val, "seconds": round(time.monotonic() - t0, 3),
@@ -259,10 +294,12 @@ def fit(model: torch.nn.Module, train_items: Sequence, val_items: Sequence, *,
             meta["stop_reason"] = "max_epochs" if epoch >= cfg.max_epochs else ""
         msg = (f"epoch {epoch}: train {meta['history'][-1]['train_loss']:.4f} val {val:.4f} "
                f"(best {meta['best_val']:.4f} @ {meta['best_epoch']})")
-        if progress:
+        if progress and dist.is_main:
             tqdm.write(msg)
         log.debug(msg)
-        save_checkpoint(ckpt_dir, model, opt, best, meta)
+        if dist.is_main:
+            save_checkpoint(ckpt_dir, model, opt, best, meta)
+        dist.barrier()  # no rank runs ahead of the committed checkpoint
         if callback is not None:
             callback(meta)
         if out_of_time:

@@ -5,6 +5,10 @@ r"""`emosteer extract`: encode a corpus with an SSL model into an embedding stor
 
 Resumable: rerunning the same command after an interruption encodes only what is missing.
 -f discards an existing (finished or unfinished) store at --out and starts over.
+
+Distributed: the same command under `accelerate launch [--cpu] --num_processes N $(which emosteer)
+extract ...` shards the utterances over N processes (each on accelerate's device for it; --device
+is then ignored) and merges them into the same store one process would write.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emosteer.corpora import scan_corpus
+    from emosteer.distributed import Dist
     from emosteer.encoders import load_encoder
     from emosteer.extract import extract_store
 
@@ -70,14 +75,17 @@ def run(args: argparse.Namespace) -> int:
         utts = utts[:args.limit]
     if not utts:
         raise ConfigError(f"{args.root}: no utterances left after --emotions/--speakers/--limit")
-    encoder = load_encoder(args.model, layers=layers, device=args.device, bf16=args.bf16,
+    dist = Dist.from_env(args.device, args.bf16)
+    encoder = load_encoder(args.model, layers=layers, device=dist.device, bf16=args.bf16,
                            random_init=args.random_init, seed=args.seed)
     if frame_layers and not set(frame_layers) <= set(encoder.layers):
         raise ConfigError(f"--frame-layers {args.frame_layers}: must be among the layers "
                           f"{list(encoder.layers)}")
     store = extract_store(utts, encoder, args.out, pooling=args.pooling, frame_layers=frame_layers,
                           batch_size=args.batch_size, force=args.force,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, dist=dist)
+    if not dist.is_main:
+        return 0
     print(f"{store.root}: {len(store)} utterances, layers {list(store.layers)}, "
           f"{len(store.skipped)} skipped")
     return 0

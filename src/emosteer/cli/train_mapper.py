@@ -7,6 +7,11 @@ Resumable: rerunning the same command after a kill continues from the last epoch
 OUT/checkpoint; encoded utterances are cached in OUT/cache. -f discards a finished mapper and
 its checkpoint (the cache is kept: its keys name everything it depends on). Fine-tune an
 existing mapper on unlabelled speech (e.g. a TTS voice) with --init MAPPER --extra-audio DIR.
+
+Distributed: the same command under `accelerate launch [--cpu] --num_processes N $(which emosteer)
+train-mapper ...` encodes the utterances sharded over the processes and trains with DDP
+(--batch-size is the global batch of one step; --grad-accum splits it into micro-batches; --bf16
+is bf16 mixed precision on CUDA and ignored on CPU). --device is then accelerate's per process.
 """
 
 from __future__ import annotations
@@ -62,7 +67,10 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=d.max_epochs, help=f"max epochs (default {d.max_epochs})")
     p.add_argument("--patience", type=int, default=d.patience,
                    help=f"early-stopping patience in epochs (default {d.patience})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"utterances per optimizer step, all processes together (default {d.batch_size})")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum,
+                   help=f"micro-batches per optimizer step (default {d.grad_accum})")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--hidden", type=int, default=256, help="mapper channels (default 256)")
     p.add_argument("--blocks", type=int, default=6, help="residual conv blocks (default 6)")
@@ -128,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: exists and is not a directory")
     refuse_overwrite(args.out / WEIGHTS_FILE, args.force)
     train_cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
-                            patience=args.patience, max_minutes=args.max_minutes, seed=args.seed)
+                            patience=args.patience, max_minutes=args.max_minutes, seed=args.seed,
+                            grad_accum=args.grad_accum)
     mel = {"hifigan22k": HIFIGAN_22K, "ssl16k": SSL_16K}[args.mel]
     init_cfg = load_config(MapperConfig, args.init / CONFIG_FILE) if args.init else None
     if init_cfg is not None and (init_cfg.layer != args.layer or init_cfg.mel_config != mel):
@@ -151,12 +160,19 @@ def run(args: argparse.Namespace) -> int:
     train_utts = [u for u in utts if u.speaker in pool] + extra
     test_utts = [u for u in utts if u.speaker in test]
 
+    from emosteer.distributed import Dist
     from emosteer.encoders import load_encoder
 
-    encoder = load_encoder(args.model, layers=(args.layer,), device=args.device, bf16=args.bf16,
+    dist = Dist.from_env(args.device, args.bf16)
+    encoder = load_encoder(args.model, layers=(args.layer,), device=dist.device, bf16=args.bf16,
                            random_init=args.random_init, seed=args.seed)
-    progress = not args.no_progress
+    progress = not args.no_progress and dist.is_main
     cache = args.out / "cache"
+    if dist.distributed:  # each rank fills the shared cache with its share; then all read it
+        every = train_utts + test_utts
+        prepare_examples([every[i] for i in dist.shard(len(every))], encoder, args.layer, mel,
+                         cache, progress=progress)
+        dist.barrier()
     examples = prepare_examples(train_utts, encoder, args.layer, mel, cache, progress=progress)
     tests = prepare_examples(test_utts, encoder, args.layer, mel, cache, progress=progress)
     if init_cfg is not None:
@@ -168,12 +184,15 @@ def run(args: argparse.Namespace) -> int:
                                    hidden=args.hidden, n_blocks=args.blocks,
                                    n_transformer_layers=args.transformer_layers,
                                    use_prosody=not args.no_prosody)
-    if args.force and (args.out / "checkpoint").exists():
+    if args.force and dist.is_main and (args.out / "checkpoint").exists():
         shutil.rmtree(args.out / "checkpoint")
+    dist.barrier()
     _, report = train_mapper(examples, cfg, args.out, train_cfg=train_cfg,
                              val_speakers=sorted(val) or None,
                              train_only_speakers={u.speaker for u in extra}, init=args.init,
-                             test_examples=tests, progress=progress)
+                             test_examples=tests, progress=progress, dist=dist)
+    if report is None:  # not rank 0: it reports
+        return 0
     r = report["result"]
     line = (f"{args.out}: {r['epochs']} epochs ({r['stop_reason']}), best val loss "
             f"{r['best_val']:.4f} at epoch {r['best_epoch']}")
