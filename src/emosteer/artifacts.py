@@ -63,13 +63,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """`obj` as plain JSON types: dataclasses and mappings to dicts, tuples to lists, Paths to
+    str, numpy scalars/arrays to Python numbers/lists, NaN and infinities to None."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, np.generic):
@@ -81,9 +83,14 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+# The shared contract of this wave names the old private spelling; modules written against it
+# keep working until they switch to `jsonable`.
+_jsonable = jsonable
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write `obj` (dataclasses, numpy scalars and Paths allowed) as pretty JSON."""
-    return atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    return atomic_write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -8,14 +8,15 @@ replacement, because clips of one speaker are not independent):
 - axis consistency per emotion pair: mean pairwise cosine of per-speaker axes, resultant length;
 - held-out-speaker axis AUC (leave-one-speaker-out, pooled), raw and speaker-centred;
 - silhouette (cosine) of the emotion clusters; the CI resamples speakers' per-clip values.
-Core functions are pure over arrays; `run_probe` wires an EmbeddingStore to them.
+Core functions are pure over arrays; `run_probe` wires an EmbeddingStore to them and writes
+probe.json plus the figures of emosteer.probe_plots. Control stores: emosteer.probe_controls.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -228,200 +229,19 @@ def axis_cosine_matrix(X, speakers, emotions, reference: str) -> dict[str, Any]:
     return {"reference": str(reference), "emotions": names, "cosine": M}
 
 
-def synthetic_corpus(n_layers: int = 13, n_clips: int = 480, dim: int = 768,
-                     n_speakers: int = 8, n_emotions: int = 8, seed: int = 0):
-    """RAVDESS-shaped random data: speaker offsets dominate, emotion shifts are weaker."""
-    rng = np.random.default_rng(seed)
-    spk = np.repeat(np.arange(n_speakers), n_clips // n_speakers)
-    emo = np.tile(np.arange(n_emotions), len(spk) // n_emotions + 1)[: len(spk)]
-    spk_off = rng.normal(size=(n_speakers, dim)) * 2
-    emo_off = rng.normal(size=(n_emotions, dim)) * 0.5
-    layers = {k: (spk_off[spk] + emo_off[emo] * (k + 1) / n_layers
-                  + rng.normal(size=(len(spk), dim))).astype(np.float32)
-              for k in range(n_layers)}
-    return layers, np.array([f"s{i}" for i in spk]), np.array([f"e{i}" for i in emo])
-
-
-def benchmark_probe(n_layers: int = 13, n_clips: int = 480, dim: int = 768,
-                    n_boot: int = N_BOOT) -> float:
-    """Seconds for a full array-level probe sweep on synthetic data of the given size."""
-    layers, spk, emo = synthetic_corpus(n_layers, n_clips, dim)
-    t0 = time.perf_counter()
-    probe_arrays(layers, spk, emo, n_boot=n_boot)
-    return time.perf_counter() - t0
-
-
-
-# --- controls: MFCC statistics ---------------------------------------------------------------
-N_MFCC = 20  # the classic speech-emotion baseline size
-DELTA_WIDTH = 9  # librosa's default delta window; shorter clips use the largest odd width that fits
-MFCC_MODEL = f"mfcc{N_MFCC}-stats"
-
-
-def mfcc_statistics(wav, sr: int) -> np.ndarray:
-    """(4 * N_MFCC,) = mean and std over frames of 20 MFCCs and of their deltas."""
-    import librosa
-
-    m = librosa.feature.mfcc(y=np.asarray(wav, dtype=np.float32), sr=sr, n_mfcc=N_MFCC)
-    width = min(DELTA_WIDTH, m.shape[1] if m.shape[1] % 2 else m.shape[1] - 1)
-    d = librosa.feature.delta(m, width=width) if width >= 3 else np.zeros_like(m)
-    return np.concatenate([m.mean(1), m.std(1), d.mean(1), d.std(1)]).astype(np.float32)
-
-
-def mfcc_store(utterances, out_dir, force: bool = False, progress: bool = True):
-    """An EmbeddingStore (layer 0 only) of MFCC statistics: the no-SSL control for `probe`.
-
-    Bad audio files are reported and skipped, like every batch job."""
-    from pathlib import Path
-
-    from tqdm import tqdm
-
-    from emosteer.audio import SAMPLE_RATE, load_audio
-    from emosteer.errors import AudioError, EmosteerError
-    from emosteer.store import EmbeddingStore, StoreConfig, clear_store, write_store
-
-    out_dir = Path(out_dir)
-    if (out_dir / "store.json").exists() and not force:
-        raise EmosteerError(f"{out_dir}: already exists (use -f to overwrite)")
-    index, feats, skipped = [], [], []
-    for u in tqdm(utterances, desc="mfcc", unit="utt", disable=not progress):
-        try:
-            wav = load_audio(u.path, SAMPLE_RATE)
-        except AudioError as e:
-            log.warning("skipping %s: %s", u.path, e)
-            skipped.append({"utt_id": u.utt_id, "path": str(u.path), "error": str(e)})
-            continue
-        feats.append(mfcc_statistics(wav, SAMPLE_RATE))
-        index.append({"utt_id": u.utt_id, "path": str(u.path), "speaker": u.speaker,
-                      "emotion": u.emotion, "sentence": u.sentence, "corpus": u.corpus,
-                      "intensity": u.intensity, "n_frames": None,
-                      "duration_s": round(len(wav) / SAMPLE_RATE, 3), "item": None})
-    if not feats:
-        raise EmosteerError(f"{out_dir}: no usable audio among {len(skipped)} file(s)")
-    cfg = StoreConfig(model=MFCC_MODEL, layers=(0,), pooling="mean",
-                      hidden_size=4 * N_MFCC, source="extract")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clear_store(out_dir)
-    write_store(out_dir, cfg, index, {0: np.stack(feats)}, skipped)
-    return EmbeddingStore.open(out_dir)
-
-
-# --- stores and plots ------------------------------------------------------------------------
-METRICS = (("linear_probe", "linear probe balanced acc."), ("silhouette", "silhouette (cosine)"),
-           ("auc_raw", "held-out axis AUC (raw)"), ("auc_centred", "held-out axis AUC (centred)"),
-           ("pairwise_cosine", "per-speaker axis cosine"), ("resultant_length", "resultant length"))
-
-
-def metric_series(result: dict, metric: str, pair: str | None):
-    """(layers, value, low, high) arrays of one metric across a probe result's layers."""
-    ks = sorted(result["layers"])
-    cells = [result["layers"][k][metric] if metric in ("linear_probe", "silhouette")
-             else result["layers"][k]["axes"][pair][metric] for k in ks]
-    return (np.array(ks), *(np.array([c[f] for c in cells], dtype=float)
-                            for f in ("value", "ci_low", "ci_high")))
-
-
-def store_arrays(store):
-    layers = {k: store.pooled(k) for k in store.layers}
-    return layers, store.labels("speaker"), store.labels("emotion")
-
-
-def plot_metrics(result: dict, controls: dict, path_stem) -> None:
-    import matplotlib.pyplot as plt
-
-    pair = next(iter(result["layers"][result["best_layer"]]["axes"]), None)
-    fig, axs = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
-    for ax, (metric, title) in zip(axs.flat, METRICS, strict=True):
-        if metric not in ("linear_probe", "silhouette") and pair is None:
-            ax.set_axis_off()
-            continue
-        for i, (name, res) in enumerate([("model", result), *controls.items()]):
-            k, v, lo, hi = metric_series(res, metric, pair)
-            style = {"color": f"C{i}", "label": name, "ls": "-" if i == 0 else "--"}
-            if len(k) == 1 and i > 0:  # a single-layer control (MFCC) spans the whole sweep
-                ax.axhline(v[0], **style)
-                ax.axhspan(lo[0], hi[0], color=f"C{i}", alpha=0.12)
-            else:
-                ax.plot(k, v, marker="o", ms=3, **style)
-                ax.fill_between(k, lo, hi, color=f"C{i}", alpha=0.2)
-                if len(k) == 1:  # a band needs two layers; show the CI as an error bar
-                    ax.errorbar(k, v, yerr=[v - lo, hi - v], color=f"C{i}", capsize=4)
-        ax.set_title(title + (f"\n{pair}" if metric not in ("linear_probe", "silhouette") else ""))
-        ax.set_xlabel("layer")
-    axs.flat[0].axhline(result["layers"][result["best_layer"]]["linear_probe"]["chance"],
-                        color="gray", lw=0.8, ls=":", label="chance")
-    axs.flat[0].legend(fontsize=8)
-    for ext in ("png", "svg"):
-        fig.savefig(f"{path_stem}.{ext}", dpi=120)
-    plt.close(fig)
-
-
-def plot_scatter(X, speakers, emotions, title: str, path_stem, umap: bool = True) -> str:
-    """PCA and UMAP of one layer, coloured by emotion and by speaker. Returns the UMAP status."""
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-
-    Z = {"PCA": PCA(n_components=2, random_state=0).fit_transform(X)}
-    status = "disabled"
-    if umap:
-        try:
-            import umap as umap_lib
-        except ImportError:
-            status = "UMAP not installed"
-        else:
-            Z["UMAP"] = umap_lib.UMAP(random_state=0, n_jobs=1).fit_transform(X)
-            status = "ok"
-    fig, axs = plt.subplots(2, 2, figsize=(11, 10), constrained_layout=True)
-    for row, name in enumerate(("PCA", "UMAP")):
-        for col, (key, labels) in enumerate((("emotion", emotions), ("speaker", speakers))):
-            ax = axs[row, col]
-            if name not in Z:
-                ax.text(0.5, 0.5, status if status != "disabled" else "UMAP disabled",
-                        ha="center", va="center", transform=ax.transAxes, fontsize=14)
-                ax.set_axis_off()
-                continue
-            names = sorted(set(labels))
-            cmap = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20
-            for i, lab in enumerate(names):
-                m = labels == lab
-                ax.scatter(Z[name][m, 0], Z[name][m, 1], s=9, color=cmap(i % cmap.N),
-                           label=lab)
-            ax.set_title(f"{name} of {title}, by {key}")
-            ax.legend(fontsize=7, markerscale=1.5, ncol=2)
-    for ext in ("png", "svg"):
-        fig.savefig(f"{path_stem}.{ext}", dpi=120)
-    plt.close(fig)
-    return status
-
-
-def plot_cosine_matrix(cm: dict, title: str, path_stem) -> None:
-    import matplotlib.pyplot as plt
-
-    names, M = cm["emotions"], np.asarray(cm["cosine"])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * max(len(names), 2),) * 2, constrained_layout=True)
-    im = ax.imshow(M, vmin=-1, vmax=1, cmap="RdBu_r")
-    ax.set_xticks(range(len(names)), names, rotation=45)
-    ax.set_yticks(range(len(names)), names)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=8)
-    ax.set_title(f"{title}: cosine of axes vs {cm['reference']}")
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    for ext in ("png", "svg"):
-        fig.savefig(f"{path_stem}.{ext}", dpi=120)
-    plt.close(fig)
+def store_arrays(store) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:
+    """({layer: (N, D)}, speakers, emotions) of an EmbeddingStore."""
+    return {k: store.pooled(k) for k in store.layers}, store.labels("speaker"), \
+        store.labels("emotion")
 
 
 def run_probe(store, out_dir, emotions=(), reference: str | None = None, controls=None,
-              n_boot: int = N_BOOT, seed: int = 0, umap: bool = True) -> dict[str, Any]:
+              n_boot: int = N_BOOT, seed: int = 0, umap: bool = True,
+              controls_skipped: dict[str, str] | None = None) -> dict[str, Any]:
     """Probe every layer of `store` (and of each named control store); write plots and
     probe.json to `out_dir`. Returns the probe.json content."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from pathlib import Path
-
     from emosteer.artifacts import provenance, write_json
+    from emosteer.probe_plots import plot_all
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -430,21 +250,16 @@ def run_probe(store, out_dir, emotions=(), reference: str | None = None, control
     cfg: ProbeConfig = result["config"]
     ctrl = {}
     for name, cstore in (controls or {}).items():
-        c_layers, c_spk, c_emo = store_arrays(cstore)
-        ctrl[name] = probe_arrays(c_layers, c_spk, c_emo, cfg.emotions, cfg.reference,
+        ctrl[name] = probe_arrays(*store_arrays(cstore), cfg.emotions, cfg.reference,
                                   n_boot, seed, progress=True)
         ctrl[name]["model"] = cstore.config.model
     best = result["best_layer"]
     keep = select(spk, emo, cfg.emotions)
-    Xb = layers[best][keep]
-    title = f"{store.config.model} layer {best}"
     cm = axis_cosine_matrix(layers[best], spk, emo, cfg.reference)
-    plot_metrics(result, ctrl, out_dir / "metrics_vs_layer")
-    umap_status = plot_scatter(Xb, spk[keep], emo[keep], title, out_dir / "scatter_best_layer",
-                               umap)
-    plot_cosine_matrix(cm, title, out_dir / "axis_cosines")
+    umap_status = plot_all(result, ctrl, layers[best][keep], spk[keep], emo[keep], cm,
+                           f"{store.config.model} layer {best}", out_dir, umap)
     report = {"model": store.config.model, "store": str(store.root), **result,
               "axis_cosine_matrix": cm, "umap": umap_status, "controls": ctrl,
-              "provenance": provenance()}
+              "controls_skipped": dict(controls_skipped or {}), "provenance": provenance()}
     write_json(out_dir / "probe.json", report)
     return report

@@ -139,7 +139,7 @@ def _print_human(results: list[dict]) -> None:
 
 
 def run(args) -> int:
-    from emosteer.artifacts import _jsonable
+    from emosteer.artifacts import jsonable
 
     targets = parse_list(args.target)
     if not targets:
@@ -153,7 +153,7 @@ def run(args) -> int:
     else:
         raise ConfigError("need a STORE directory or --from-npy VEC.npy")
     if args.json:
-        json.dump(_jsonable({"axes": results}), sys.stdout, indent=2)
+        json.dump(jsonable({"axes": results}), sys.stdout, indent=2)
         print()
     else:
         _print_human(results)

@@ -1,8 +1,14 @@
 """`emosteer probe`: sweep every layer of a store for emotion structure, with controls.
 
     emosteer probe STORE --out DIR [--emotions angry,happy] [--reference neutral]
-                   [--control-store random-init=STORE2 --control-store mfcc=STORE3] [--json]
+                   [--controls random-init,mfcc] [--json]
+    emosteer probe STORE --out DIR --controls mfcc=STORE3,random-init=STORE2
     emosteer mfcc-store CORPUS --format ravdess --out STORE3     # the MFCC-statistics control
+
+--controls takes names, built from STORE's own audio and cached under DIR/controls/NAME:
+random-init (STORE re-extracted, same layers and pooling, by a random-init encoder of the same
+architecture) and mfcc (MFCC statistics); or NAME=DIR for a store built elsewhere. A store
+imported from bare vectors has no audio, so named controls are skipped with a message.
 
 DIR receives metrics_vs_layer.{png,svg} (every metric with 95% bootstrap bands, controls dashed),
 scatter_best_layer.{png,svg} (PCA and UMAP coloured by emotion and by speaker),
@@ -37,13 +43,17 @@ def register(subparsers) -> None:
     p.add_argument("--reference", default=None,
                    help="emotion every axis starts from (default neutral if present, "
                         "else the first emotion)")
+    p.add_argument("--controls", default=None, metavar="LIST",
+                   help="comma-separated controls: random-init, mfcc (built from STORE's audio "
+                        "and cached under OUT/controls) and/or NAME=DIR control stores")
     p.add_argument("--control-store", action="append", default=[], metavar="NAME=DIR",
-                   help="a control store probed the same way (repeatable), e.g. "
-                        "random-init=stores/rand mfcc=stores/mfcc")
+                   help="a control store probed the same way (repeatable)")
     p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples of speakers")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--no-umap", action="store_true", help="skip the UMAP scatter")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--device", default="cpu",
+                   help="torch device for extracting the random-init control (default cpu)")
     add_force(p)
     p.set_defaults(func=run)
 
@@ -56,18 +66,30 @@ def register(subparsers) -> None:
     m.set_defaults(func=run_mfcc_store)
 
 
-def parse_controls(items: list[str]) -> dict[str, Path]:
-    controls: dict[str, Path] = {}
+def parse_controls(items) -> tuple[tuple[str, ...], dict[str, Path]]:
+    """(names of controls to build, {name: store dir}) from `--controls` items and
+    `--control-store` values. An item without '=' is a control name if it is one of
+    CONTROLS, else a directory named after itself."""
+    from emosteer.probe_controls import CONTROLS
+
+    names: list[str] = []
+    dirs: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
-        if not sep:  # a bare directory is named after itself
+        if not sep and item in CONTROLS:
+            name, path = item, None
+        elif not sep:
             name, path = Path(item).name, item
-        if not name or not path:
-            raise ConfigError(f"--control-store {item!r}: expected NAME=DIR")
-        if name in controls or name == "model":
-            raise ConfigError(f"--control-store: name {name!r} used twice or reserved")
-        controls[name] = Path(path)
-    return controls
+        if not name or (sep and not path):
+            raise ConfigError(f"control {item!r}: expected a name ({', '.join(CONTROLS)}) "
+                          f"or NAME=DIR")
+        if name in names or name in dirs or name == "model":
+            raise ConfigError(f"control name {name!r} used twice or reserved")
+        if path is None:
+            names.append(name)
+        else:
+            dirs[name] = Path(path)
+    return tuple(names), dirs
 
 
 def summary(report: dict) -> dict:
@@ -84,26 +106,32 @@ def summary(report: dict) -> dict:
             "emotions": list(report["config"].emotions), "reference": report["config"].reference,
             "n_clips": report["n_clips"], "n_speakers": report["n_speakers"], "layers": layers,
             "controls": {n: c["best_layer"] for n, c in report["controls"].items()},
+            "controls_skipped": report.get("controls_skipped", {}),
             "umap": report["umap"]}
 
 
 def run(args) -> int:
-    from emosteer.artifacts import _jsonable
+    from emosteer.artifacts import jsonable
     from emosteer.probe import run_probe
+    from emosteer.probe_controls import CONTROLS_DIR, build_controls
     from emosteer.store import EmbeddingStore
 
     if args.n_boot < 0:
         raise ConfigError(f"--n-boot {args.n_boot}: must be >= 0")
     for name in OUTPUTS:
         refuse_overwrite(args.out / name, args.force)
+    names, dirs = parse_controls([*parse_list(args.controls), *args.control_store])
     store = EmbeddingStore.open(args.store)
-    controls = {n: EmbeddingStore.open(p) for n, p in parse_controls(args.control_store).items()}
+    controls = {n: EmbeddingStore.open(p) for n, p in dirs.items()}
+    built, skipped = build_controls(store, names, args.out / CONTROLS_DIR, seed=args.seed,
+                                    device=args.device, force=args.force)
     report = run_probe(store, args.out, emotions=parse_list(args.emotions),
-                       reference=args.reference, controls=controls, n_boot=args.n_boot,
-                       seed=args.seed, umap=not args.no_umap)
+                       reference=args.reference, controls={**built, **controls},
+                       n_boot=args.n_boot, seed=args.seed, umap=not args.no_umap,
+                       controls_skipped=skipped)
     s = summary(report)
     if args.json:
-        json.dump(_jsonable(s), sys.stdout, indent=2)
+        json.dump(jsonable(s), sys.stdout, indent=2)
         print()
         return 0
     cfg = report["config"]
@@ -124,7 +152,7 @@ def run(args) -> int:
 
 def run_mfcc_store(args) -> int:
     from emosteer.corpora import scan_corpus
-    from emosteer.probe import mfcc_store
+    from emosteer.probe_controls import mfcc_store
 
     refuse_overwrite(args.out / "store.json", args.force)
     store = mfcc_store(scan_corpus(args.corpus, args.format), args.out, force=args.force)
