@@ -121,6 +121,27 @@ def write_study(run: Path) -> dict:
     return analyze_study(study.root, n_boot=50)
 
 
+SWEEP_DELTAS = (-1.0, 0.0, 1.0)
+
+
+def write_sweep(out: Path) -> dict:
+    """steer/sweep.json as the pipeline's steer stage writes it (one clip, every mode/delta)."""
+    t = np.arange(int(TONE_S * SAMPLE_RATE)) / SAMPLE_RATE
+    save_audio(out / "input.wav", 0.3 * np.sin(2 * np.pi * 120 * t), SAMPLE_RATE)
+    items = []
+    for j, m in enumerate(MODES):
+        for d in SWEEP_DELTAS:
+            name = f"{m}_{d:+.2f}.wav"
+            save_audio(out / name, 0.3 * np.sin(2 * np.pi * (130 + 20 * j + 5 * d) * t),
+                       SAMPLE_RATE)
+            items.append({"mode": m, "delta": d, "path": name, "sample_rate": SAMPLE_RATE,
+                          "axis_projection": 0.5 + 0.25 * d + j})
+    sweep = {"input": "/corpus/spk_c/spk_c_s00_calm.wav", "speaker": "spk_c", "emotion": "calm",
+             "items": items}
+    write_json(out / "sweep.json", sweep)
+    return sweep
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     from emosteer.probe import run_probe
@@ -131,6 +152,7 @@ def run_dir(tmp_path_factory) -> Path:
     ctrl = synthetic_store(root / "ctrl", n_layers=1, dim=8, seed=1, model="mfcc20-stats")
     run_probe(store, run / "probe", controls={"mfcc": ctrl}, n_boot=20, umap=False)
     write_evaluate(run / "evaluate")
+    write_sweep(run / "steer")
     write_study(run)
     write_json(run / "run.json", {
         "kind": "run", "encoder_note": ENCODER_NOTE,
@@ -212,6 +234,19 @@ def test_audio_grid_embeds_every_recording(run_dir, page):
                      *[f"delta {d:+.2f}" for _ in MODES for d in DELTAS]]
 
 
+def test_steering_sweep_section(run_dir, page):
+    sweep = read_json(run_dir / "steer" / "sweep.json")
+    sec = page[page.index('<section id="steer">'):page.index('<section id="evaluate">')]
+    srcs = re.findall(r'<audio controls preload="metadata" src="([^"]+)"', sec)
+    names = ["input.wav"] + [it["path"] for it in sweep["items"]]
+    assert len(srcs) == len(names) == 1 + len(MODES) * len(SWEEP_DELTAS)
+    for src, name in zip(srcs, names, strict=True):
+        assert base64.b64decode(src.split(",", 1)[1]) == (run_dir / "steer" / name).read_bytes()
+    for it in sweep["items"]:
+        assert f"<td>{it['mode']}</td><td>{it['delta']:+.2f}</td>" \
+               f"<td>{it['axis_projection']:.4g}</td>" in sec
+
+
 def test_study_section_and_no_external_urls(run_dir, page):
     s = read_json(run_dir / "study" / "analysis" / "analysis.json")
     sec = page[page.index('<section id="study">'):]
@@ -232,7 +267,7 @@ def test_links_instead_of_embedding(run_dir, tmp_path, caplog):
     srcs = re.findall(r'<audio controls preload="metadata" src="([^"]+)"', out.read_text())
     assert srcs and not any(s.startswith("data:") for s in srcs)
     assert all((out.parent / unquote(s)).resolve().is_file() for s in srcs)
-    with caplog.at_level(logging.WARNING, logger="emosteer.report"):
+    with caplog.at_level(logging.WARNING, logger="emosteer"):
         capped = render_page(find_inputs(run_dir), run_dir, embed_audio=True, cap=1000)
     assert "data:audio" not in capped and "embedding cap" in caplog.text
     assert 'src="evaluate/audio/' in capped
@@ -308,7 +343,7 @@ def test_page_loads_in_headless_chromium(run_dir, embed):
         finally:
             browser.close()
     assert len(state["imgs"]) == 5 and all(c and w > 0 for c, w in state["imgs"])
-    assert len(state["audio"]) == 27
+    assert len(state["audio"]) == 27 + 1 + len(MODES) * len(SWEEP_DELTAS)
     for ready, err, duration in state["audio"]:
         assert ready >= 1 and err is None
         assert duration == pytest.approx(TONE_S, abs=0.01)

@@ -253,7 +253,8 @@ def evaluate_section(ev: Mapping[str, Any], src: str, grid: str) -> str:
     return "".join(parts) + "</section>"
 
 
-def audio_grid(ev: Mapping[str, Any], src: str, audio: Callable[[str, str], str]) -> str:
+def audio_grid(ev: Mapping[str, Any], src: str, audio: Callable[[str, str], str],
+               heading: str = "Audio: clips x modes x deltas", anchor: str = "audio-grid") -> str:
     """Rows = clips; columns = input, real target, then modes x deltas. `audio(rel, where)`
     returns the <audio> element (or a 'missing' note) for a path relative to the evaluate dir."""
     clips = ev.get("clips") or []
@@ -282,7 +283,7 @@ def audio_grid(ev: Mapping[str, Any], src: str, audio: Callable[[str, str], str]
                 cells.append(f"<td>{audio(rel, f'{w}.outputs.{m}.{d}')}</td>" if rel
                              else '<td class="nm">absent</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return ('<h3 id="audio-grid">Audio: clips x modes x deltas</h3>'
+    return (f'<h3 id="{e(anchor)}">{e(heading)}</h3>'
             f'<table class="grid"><thead>{top}{sub}</thead><tbody>{"".join(rows)}</tbody></table>')
 
 
