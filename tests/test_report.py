@@ -29,6 +29,7 @@ DELTAS = (-1.0, 0.0, 0.5, 1.0)
 CORRELATES = ("median_f0_st", "alpha_ratio_db", "level_db")
 NOT_MEASURED_REASON = "pesq <not installed> & co"  # markup on purpose: must be escaped
 TONE_S = 0.25
+SKIPPED_CONTROL = "weights <unreachable>"
 
 
 def synthetic_store(root: Path, n_layers: int, dim: int, seed: int, model: str,
@@ -151,6 +152,9 @@ def run_dir(tmp_path_factory) -> Path:
     store = synthetic_store(root / "store", n_layers=3, dim=16, seed=0, model="tiny-w2v2")
     ctrl = synthetic_store(root / "ctrl", n_layers=1, dim=8, seed=1, model="mfcc20-stats")
     run_probe(store, run / "probe", controls={"mfcc": ctrl}, n_boot=20, umap=False)
+    probe = read_json(run / "probe" / "probe.json")  # a control that could not run, as the
+    probe["controls_skipped"] = {"random-init": SKIPPED_CONTROL}  # CLI records it
+    write_json(run / "probe" / "probe.json", probe)
     write_evaluate(run / "evaluate")
     write_sweep(run / "steer")
     write_study(run)
@@ -176,6 +180,17 @@ def test_run_summary_and_encoder_note(run_dir, page):
         assert text in page
 
 
+def test_pipeline_encoder_record_is_the_banner():
+    from emosteer.report import run_encoder_notes
+
+    rec = {"requested": "facebook/wav2vec2-base", "loaded": "facebook/wav2vec2-base",
+           "random_init": True}
+    assert run_encoder_notes({"encoder": {**rec, "note": ENCODER_NOTE}}) == [ENCODER_NOTE]
+    assert run_encoder_notes({"encoder": {**rec, "note": ""}}) == [
+        "random-init facebook/wav2vec2-base (untrained control)"]
+    assert run_encoder_notes({"encoder": {**rec, "random_init": False, "note": ""}}) == []
+
+
 def test_probe_tables_show_every_layer_with_ci(run_dir, page):
     probe = read_json(run_dir / "probe" / "probe.json")
     sec = page[page.index('<section id="probe">'):page.index('<section id="evaluate">')]
@@ -193,6 +208,7 @@ def test_probe_tables_show_every_layer_with_ci(run_dir, page):
         assert f"axis {pair}" in sec
     assert sec.count("<img ") == 3 and sec.count('src="data:image/png;base64,') == 3
     assert "plot missing" not in sec
+    assert f"control random-init not run ({escape(SKIPPED_CONTROL)})" in sec
 
 
 def test_every_evaluate_cell_is_rendered(run_dir, page):

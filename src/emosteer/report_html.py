@@ -29,7 +29,8 @@ MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg"
         ".png": "image/png", ".svg": "image/svg+xml"}
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em;display:block;
+overflow-x:auto;max-width:100%}
 th,td{border:1px solid #ccc;padding:.25em .5em;vertical-align:top;text-align:left}
 thead th{background:#f0f0f0}
 td.m{white-space:nowrap}
