@@ -308,7 +308,7 @@ def driver():
         d.quit()
 
 
-def test_browser_upload_slide_steer_and_hear(run_dir, tmp_path, driver, monkeypatch):
+def test_browser_rejects_bad_upload_then_steers_and_plays(run_dir, tmp_path, driver, monkeypatch):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -317,6 +317,8 @@ def test_browser_upload_slide_steer_and_hear(run_dir, tmp_path, driver, monkeypa
 
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     clip = save_audio(tmp_path / "upload me.wav", tone(1.0), SAMPLE_RATE)
+    bad = tmp_path / "notes.wav"
+    bad.write_text("plain text, not audio\n" * 50)
     app = SteeringApp(parse_axis_specs([run_dir], []), AppConfig(port=_free_port()),
                       upload_roots())
     seen = []
@@ -327,23 +329,67 @@ def test_browser_upload_slide_steer_and_hear(run_dir, tmp_path, driver, monkeypa
     try:
         wait = WebDriverWait(driver, STEER_TIMEOUT_S)
         driver.get(url)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#input-audio input[type=file]"))
-        driver.find_element(By.CSS_SELECTOR, "#input-audio input[type=file]").send_keys(str(clip))
+        file_input = "#input-audio input[type=file]"
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, file_input))
+        # A rejected upload: the visitor sees the reason (status box and toast), no traceback.
+        driver.find_element(By.CSS_SELECTOR, file_input).send_keys(str(bad))
+        driver.find_element(By.CSS_SELECTOR, "#steer-btn").click()
+        status = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#status textarea")
+                            .get_attribute("value"))
+        assert status.startswith("rejected: notes.wav: not a readable audio file"), status
+        assert str(tmp_path) not in status and "Traceback" not in driver.page_source
+        wait.until(lambda d: any("notes.wav" in t.text for t in
+                                 d.find_elements(By.CSS_SELECTOR, ".toast-body")))
+        driver.find_element(By.CSS_SELECTOR, "#input-audio button[aria-label=Clear]").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, file_input))
+        driver.find_element(By.CSS_SELECTOR, file_input).send_keys(str(clip))
         # Move the slider through its number box (Gradio 6 keeps the range input in sync).
         box = driver.find_element(By.CSS_SELECTOR, "#delta input[type=number]")
         box.send_keys(Keys.CONTROL, "a")
         box.send_keys("-0.5", Keys.TAB)
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#delta input[type=range]")
                    .get_attribute("value") == "-0.5")
-        # The upload has finished once the input shows its waveform player.
-        wait.until(lambda d: d.execute_script(ALL_AUDIO_JS, "#input-audio"))
+        # The upload has finished once the input's player has decoded it.
+        wait.until(lambda d: [a for a in d.execute_script(ALL_AUDIO_JS, "#input-audio")
+                              if a[0] and a[1] > 0])
         driver.find_element(By.CSS_SELECTOR, "#steer-btn").click()
-        status = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#status textarea")
-                            .get_attribute("value"))
-        assert status.startswith("axis projection: input"), status
+        status = wait.until(lambda d: (lambda v: v if v.startswith("axis projection") else None)(
+            d.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")))
         players = wait.until(lambda d: [a for a in d.execute_script(ALL_AUDIO_JS, "#output-audio")
                                         if a[0] and a[1] > 0])
         assert players[0][1] == pytest.approx(1.0, abs=0.1)  # the browser decoded ~1 s of audio
         assert seen == [("demo-run", -0.5, "latent", SAMPLE_RATE)]
     finally:
         demo.close()
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch and gradio: ~10-50 s on a shared CI box
+def test_cli_serves_the_page(run_dir, tmp_path):
+    """`emosteer app` in its own process answers on 127.0.0.1 and lists the axis by name only."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from emosteer.cli import main; sys.exit(main())",
+         "app", "--run", str(run_dir), "--port", str(port), "--max-seconds", "30"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + STEER_TIMEOUT_S
+        page = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/config", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert page is not None, proc.stderr.read() if proc.poll() is not None else "timeout"
+        assert page.status_code == 200
+        assert "demo-run" in page.text and "at most 20 MB and 30 s" in page.text
+        assert str(run_dir) not in page.text  # the server keeps the directories to itself
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from emosteer.app import AppConfig, SteeringApp, user_message
 from emosteer.errors import ConfigError, EmosteerError
 from emosteer.steer import MODES
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 REFERENCE_CHOICE = "(built from references)"  # a dropdown label, never an axis-table name
 DELTA_STEP = 0.05  # slider resolution: finer than any audible difference along an axis
 DEFAULT_DELTA = 0.5
+PCM16_MAX = 32767  # full scale of signed 16-bit PCM
 TITLE = "emosteer: steer speech along an emotion axis"
 
 
@@ -30,6 +33,11 @@ def _fail(e: Exception) -> str:
         log.exception("app request failed")
     gr.Warning(msg)
     return f"rejected: {msg}"
+
+
+def _pcm16(y: np.ndarray) -> np.ndarray:
+    """Gradio writes int16 WAV; converting here keeps it from guessing (and warning)."""
+    return (np.clip(y, -1.0, 1.0) * PCM16_MAX).astype(np.int16)
 
 
 def _pick(name: str, reference):
@@ -55,7 +63,7 @@ def build_ui(app: SteeringApp):
             y, sr, readout = app.steer(wav, saved, delta, mode, ref)
         except Exception as e:  # noqa: BLE001 - every failure becomes a message on the page
             return None, _fail(e)
-        return (sr, y), readout
+        return (sr, _pcm16(y)), readout
 
     def build_reference(base, source_clip, target_clip):
         try:
@@ -72,7 +80,7 @@ def build_ui(app: SteeringApp):
             y, sr, readout = app.synthesize(text, saved, alpha, mode, ref)
         except Exception as e:  # noqa: BLE001 - every failure becomes a message on the page
             return None, _fail(e)
-        return (sr, y), readout
+        return (sr, _pcm16(y)), readout
 
     def axis_controls(prefix: str):
         axis = gr.Dropdown(names + [REFERENCE_CHOICE], value=names[0], label="Axis",
