@@ -3,7 +3,6 @@ wav2vec2-base layer-5 embeddings; plots, controls, MFCC features and the run-cos
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import test_axes
 from conftest import make_tiny_model_dir
 from emosteer.cli import main
 from emosteer.cli.probe import parse_controls
@@ -25,6 +25,8 @@ from emosteer.probe import probe_arrays, speaker_resamples
 from emosteer.probe_controls import N_MFCC, build_controls, mfcc_statistics
 
 REPO = Path(__file__).resolve().parents[1]
+# The real layer-5 embeddings as arrays and as an imported store, shared with test_axes.
+real, real_store = test_axes.real, test_axes.real_store
 
 
 def layered_corpus(n_layers=3, n_clips=160, dim=24, n_speakers=8, n_emotions=4, seed=0):
@@ -36,23 +38,6 @@ def layered_corpus(n_layers=3, n_clips=160, dim=24, n_speakers=8, n_emotions=4, 
     layers = {k: spk_off[spk] + emo_off[emo] * (k + 1) / n_layers
               + rng.normal(size=(n_clips, dim)) for k in range(n_layers)}
     return layers, np.array([f"s{i}" for i in spk]), np.array([f"e{i}" for i in emo])
-
-
-@pytest.fixture(scope="module")
-def real(real_embeddings):
-    X = np.load(real_embeddings / "embeddings.npy")
-    with open(real_embeddings / "index.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return X, np.array([r["speaker"] for r in rows]), np.array([r["emotion"] for r in rows])
-
-
-@pytest.fixture(scope="module")
-def real_store(real_embeddings, tmp_path_factory):
-    store = pytest.importorskip("emosteer.store")
-    out = tmp_path_factory.mktemp("pstore") / "w2v2-l5"
-    store.import_embeddings(real_embeddings / "embeddings.npy", real_embeddings / "index.csv",
-                            5, out, model="facebook/wav2vec2-base")
-    return out
 
 
 def sklearn_loso_auc(X, spk, emo, source, target):
