@@ -85,7 +85,8 @@ def test_latent_tts_from_references_writes_audio_and_full_sidecar(tmp_path, refs
     assert m["duration_s"] == pytest.approx(wav.shape[0] / sr)
     # The output exists now: no overwrite without -f.
     assert _tts(out, "--text", TEXT, refs=refs, mapper=mapper_dir) == 2
-    assert _tts(out, "--text", TEXT, "-f", refs=refs, mapper=mapper_dir) == 0
+    assert _tts(out, "--text", "Yes.", "-f", "--mode", "prosody", refs=refs) == 0
+    assert _sidecar(out)["text"] == "Yes."
 
 
 def test_prosody_alpha_sweep_raises_median_f0(tmp_path, refs):

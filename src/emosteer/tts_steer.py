@@ -213,12 +213,15 @@ def adaptation_key(mapper_dir: Path, voice: Voice, synth: dict[str, Any], cfg: A
 
 def adapt_mapper(mapper_dir: str | os.PathLike, voice: Voice, cfg: AdaptConfig,
                  cache_root: str | os.PathLike, synth: dict[str, Any] | None = None,
-                 device: str = "cpu", bf16: bool = False,
+                 model: str | None = None, device: str = "cpu", bf16: bool = False,
                  progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Fine-tune a mapper on unlabelled synthesis from `voice` (train-mapper's --init route),
     cached under cache_root/tts-mappers/KEY. Returns (adapted mapper dir, report); the report
     holds the round-trip MCD of the held-out sentences before and after (`mcd_before_db`,
-    `mcd_after_db`) and `cached` (True when an earlier run's result was reused)."""
+    `mcd_after_db`) and `cached` (True when an earlier run's result was reused).
+
+    `model` overrides the encoder checkpoint the mapper names; `device` runs the encoder
+    (training itself runs where `train_mapper` puts it)."""
     from emosteer.artifacts import provenance, read_json, write_json
     from emosteer.audio import save_audio
     from emosteer.encoders import load_encoder
@@ -227,8 +230,8 @@ def adapt_mapper(mapper_dir: str | os.PathLike, voice: Voice, cfg: AdaptConfig,
     from emosteer.tts import synthesize
 
     mapper_dir, synth = Path(mapper_dir), dict(synth or {})
-    base = load_mapper(mapper_dir, device=device)
-    key = adaptation_key(mapper_dir, voice, synth, cfg)
+    base = load_mapper(mapper_dir)  # on the CPU, where evaluate_mcd and train_mapper work
+    key = adaptation_key(mapper_dir, voice, {**synth, "encoder": model}, cfg)
     out = Path(cache_root) / ADAPT_DIR / key
     if (out / ADAPT_REPORT).is_file():
         log.info("adapted mapper found in the cache: %s", out)
@@ -241,7 +244,7 @@ def adapt_mapper(mapper_dir: str | os.PathLike, voice: Voice, cfg: AdaptConfig,
         path = save_audio(out / "audio" / f"{i:02d}.wav", wav, sr)
         clips.append(_Clip(f"{speaker}/{i:02d}", path, speaker))
     mc = base.config
-    encoder = load_encoder(mc.model, layers=(mc.layer,), device=device, bf16=bf16,
+    encoder = load_encoder(model or mc.model, layers=(mc.layer,), device=device, bf16=bf16,
                            random_init=mc.encoder_random_init)
     prep = {"encoder": encoder, "layer": mc.layer, "mel": mc.mel_config,
             "cache_dir": out / "cache", "progress": progress}

@@ -135,9 +135,9 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError("--adapt-mapper adapts the mapper: use --mode latent or both")
             adapt = AdaptConfig(n_sentences=args.adapt_sentences, epochs=args.adapt_epochs,
                                 minutes=args.adapt_minutes)
-            mapper, adaptation = adapt_mapper(mapper, voice, adapt,
-                                              args.cache_dir or default_cache_dir(), synth,
-                                              args.device, args.bf16, progress)
+            mapper, adaptation = adapt_mapper(
+                mapper, voice, adapt, args.cache_dir or default_cache_dir(), synth,
+                model=args.model, device=args.device, bf16=args.bf16, progress=progress)
         if refs is None:
             steerer = load_steerer(axis=axis, mapper=mapper, vocoder=args.vocoder,
                                    prosody=args.prosody, model=args.model, mode=args.mode,
