@@ -30,6 +30,7 @@ CORRELATES = ("median_f0_st", "alpha_ratio_db", "level_db")
 NOT_MEASURED_REASON = "pesq <not installed> & co"  # markup on purpose: must be escaped
 TONE_S = 0.25
 SKIPPED_CONTROL = "weights <unreachable>"
+SKIP_REASON = "not <audio> & empty"
 
 
 def synthetic_store(root: Path, n_layers: int, dim: int, seed: int, model: str,
@@ -95,6 +96,9 @@ def write_evaluate(out: Path, n_clips: int = 2, seed: int = 0) -> dict:
           "axis": {"model": "facebook/wav2vec2-base", "layer": 5, "source": "calm",
                    "target": "angry"},
           "encoder_note": ENCODER_NOTE, "clips": clips, "table": table,
+          "probe": {"train_speakers": ["ravdess_01", "ravdess_02"], "n_train": 40,
+                    "pooling": "mean"},
+          "skipped": [{"clip": "bad", "path": "ravdess/bad.wav", "reason": SKIP_REASON}],
           "fidelity": {"mode": "latent", "delta": 0.0, "mcd_db": cell(rng),
                        "pesq": not_measured(), "stoi": cell(rng)},
           "monotonicity": {m: {"posterior": cell(rng), **{k: cell(rng) for k in CORRELATES}}
@@ -228,6 +232,8 @@ def test_every_evaluate_cell_is_rendered(run_dir, page):
             assert (f"{num(c['value'])} <span class=\"ci\">[{num(c['ci'][0])}, "
                     f"{num(c['ci'][1])}]</span> <span class=\"n\">n={c['n']}</span>") in sec
     assert NOT_MEASURED_REASON not in page  # only its escaped form
+    assert f"<li>ravdess/bad.wav: {escape(SKIP_REASON)}</li>" in sec
+    assert "posterior probe.train_speakers" in sec and escape('["ravdess_01", "ravdess_02"]') in sec
     assert "absent" not in sec
 
 

@@ -199,7 +199,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     """Write the report of `run_dir` to `out` (default RUN_DIR/index.html) atomically."""
     inputs = find_inputs(run_dir)
     out = Path(out) if out is not None else inputs.run_dir / PAGE_FILE
-    page = render_page(inputs, out.parent, embed_audio)
-    atomic_write_text(out, page)
-    log.info("report: wrote %s (%.1f MiB)", out, len(page) / 2**20)
+    text = render_page(inputs, out.parent, embed_audio)
+    atomic_write_text(out, text)
+    log.info("report: wrote %s (%.1f MiB)", out, len(text.encode("utf-8")) / 2**20)
     return out

@@ -1,8 +1,8 @@
 """HTML sections of the run report, each rendered from the JSON one command wrote.
 
 Every function returns an HTML fragment in which all text from the JSON went through
-`html.escape`; media (plots, audio) are resolved by the caller's `Media` object so these
-renderers never touch the file system. A metric cell that breaks the evaluate contract is an
+`html.escape`; plots arrive as data URIs and audio through the caller's `audio` callable, so
+these renderers never touch the file system. A metric cell that breaks the evaluate contract is an
 ArtifactError naming the file and the key, not a silently blank table cell.
 """
 
@@ -202,7 +202,9 @@ def evaluate_section(ev: Mapping[str, Any], src: str, grid: str) -> str:
     """Every table of evaluate.json plus the audio grid (already rendered by the caller)."""
     parts = ['<section id="evaluate"><h2>Steering evaluation</h2>']
     axis = ev.get("axis") or {}
+    trained = ev.get("probe") if isinstance(ev.get("probe"), Mapping) else {}
     parts.append(table(("", ""), [*key_values(axis, "axis."),
+                                  *key_values(trained, "posterior probe."),
                                   *key_values(ev.get("config") or {}, "config.")], "kv"))
     rows = ev.get("table") or []
     corr = _ordered_keys(r.get("correlates") for r in rows)
