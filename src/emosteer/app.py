@@ -47,7 +47,7 @@ class AppConfig:
     """Limits and runtime settings of one app server (saved nowhere: nothing is written)."""
 
     max_upload_mb: float = 20.0  # a minute of 16-bit 48 kHz stereo WAV is about 11 MB
-    max_seconds: float = 60.0  # steering runs at a few x real time on CPU: a minute is ~1 min
+    max_seconds: float = 60.0  # bounds one request's compute; long inputs are steered in chunks
     concurrency: int = 2  # requests steered at once; the rest wait in the queue
     queue_size: int = 32  # beyond this a request is turned away instead of waiting
     vocoder: str = "griffinlim"
