@@ -232,6 +232,21 @@ def test_named_controls_are_built_cached_and_plotted(audio_store, tmp_path, caps
         build_controls(audio_store, ("random-init",), out / "controls", seed=1, progress=False)
 
 
+def test_control_whose_audio_is_all_gone_is_skipped(tmp_path):
+    from emosteer.store import EmbeddingStore, StoreConfig, write_store
+
+    index = [{"utt_id": f"x/{i}", "path": str(tmp_path / f"gone{i}.wav"), "speaker": f"s{i % 2}",
+              "emotion": "angry" if i < 2 else "happy"} for i in range(4)]
+    write_store(tmp_path / "s", StoreConfig(model="m", layers=(1,), pooling="mean",
+                                            hidden_size=3), index,
+                {1: np.zeros((4, 3), np.float32)})
+    stores, skipped = build_controls(EmbeddingStore.open(tmp_path / "s"), ["mfcc"],
+                                     tmp_path / "c", progress=False)
+    assert stores == {} and "no usable audio" in skipped["mfcc"]
+    with pytest.raises(ConfigError, match="eGeMAPS"):
+        build_controls(EmbeddingStore.open(tmp_path / "s"), ["eGeMAPS"], tmp_path / "c")
+
+
 @pytest.mark.slow
 def test_probe_cost_13_layers_480_clips():
     """Run-cost budget: a 13 x 480 x 768 sweep (plots and UMAP included) in < 2 CPU-minutes."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emosteer.errors import ConfigError
+from emosteer.errors import AudioError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def mfcc_store(utterances, out_dir, force: bool = False, progress: bool = True):
     from tqdm import tqdm
 
     from emosteer.audio import SAMPLE_RATE, load_audio
-    from emosteer.errors import ArtifactError, AudioError
+    from emosteer.errors import ArtifactError
     from emosteer.store import EmbeddingStore, StoreConfig, clear_store, write_store
 
     out_dir = Path(out_dir)
@@ -122,8 +122,9 @@ def build_controls(store, names, cache_dir, seed: int = 0, device: str = "cpu",
     """Control stores by name (CONTROLS), built once and cached under `cache_dir`/<name>.
 
     Returns ({name: store}, {name: why it was skipped}): a control that cannot be built (the
-    store has no audio paths, the architecture's config is unreachable) is skipped with its
-    reason, never fatal. A stale cache is rebuilt only with `force`."""
+    store has no audio paths, none of its audio loads, the architecture's config is
+    unreachable) is skipped with its reason, never fatal. A stale cache is rebuilt only with
+    `force`. `seed` draws the random-init weights."""
     stores, skipped = {}, {}
     for name in names:
         if name not in CONTROLS:
@@ -131,11 +132,16 @@ def build_controls(store, names, cache_dir, seed: int = 0, device: str = "cpu",
                               "or NAME=STORE_DIR")
         cache = Path(cache_dir) / name
         try:
-            stores[name] = _cached(cache, store, name, seed) or (
-                mfcc_store(store_utterances(store, "the mfcc control"), cache, force, progress)
-                if name == "mfcc" else
-                random_init_store(store, cache, seed, device, force, progress))
-        except ConfigError as e:
+            cached = _cached(cache, store, name, seed)
+            if cached is not None:
+                log.info("reusing the %s control store at %s", name, cache)
+                stores[name] = cached
+            elif name == "mfcc":
+                utts = store_utterances(store, "the mfcc control")
+                stores[name] = mfcc_store(utts, cache, force, progress)
+            else:
+                stores[name] = random_init_store(store, cache, seed, device, force, progress)
+        except (ConfigError, AudioError) as e:
             log.warning("skipping the %s control: %s", name, e)
             skipped[name] = str(e)
     return stores, skipped

@@ -49,7 +49,8 @@ def register(subparsers) -> None:
     p.add_argument("--control-store", action="append", default=[], metavar="NAME=DIR",
                    help="a control store probed the same way (repeatable)")
     p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples of speakers")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=int, default=0,
+                   help="bootstrap seed, also the random-init control's weight seed")
     p.add_argument("--no-umap", action="store_true", help="skip the UMAP scatter")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--device", default="cpu",
