@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
 from emosteer.cli._common import add_force
@@ -76,18 +77,13 @@ def run(args: argparse.Namespace) -> int:
     from emosteer import __version__
     from emosteer.artifacts import provenance, refuse_overwrite, write_json
     from emosteer.audio import SAMPLE_RATE, save_audio
-    from emosteer.cli.steer import resolve_artifacts
-    from emosteer.steer import SteerConfig, load_steerer
+    from emosteer.steer import PROSODY_FILE, SteerConfig
     from emosteer.tts import load_voice, read_text, synthesize_long
     from emosteer.tts_steer import (
-        AdaptConfig,
         TtsConfig,
-        adapt_mapper,
         check_alpha,
         coqui_conditioning,
-        default_cache_dir,
         measure_change,
-        reference_steerer,
         steering_delta,
     )
 
@@ -110,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
                 "ref_calm": args.ref_calm, "ref_angry": args.ref_angry, "frames": args.frames,
                 "match_loudness": args.match_loudness, "pause_s": args.pause,
                 "sentences": _count_sentences(text), "emosteer_version": __version__, **synth}
-    adaptation = None
 
     if voice.backend == "coqui":
         # XTTS steers inside the model: its conditioning latents blend the two references.
@@ -122,45 +117,20 @@ def run(args: argparse.Namespace) -> int:
             voice, *names, args.alpha), **speak)
         cfg = TtsConfig(**settings, delta=0.0, mode="xtts-latents", axis_source="references",
                         sample_rate=out_sr)
-        steerer = None
+        steerer = adaptation = None
     else:
-        if refs is None:
-            axis, mapper = resolve_artifacts(args)
-        else:
-            axis, mapper = None, Path(args.mapper) if args.mapper else Path(args.run) / "mapper"
-            if args.mode != "prosody" and not mapper.exists():
-                raise ConfigError(f"{mapper}: no mapper here; give --mapper")
-        if args.adapt_mapper:
-            if args.mode == "prosody":
-                raise ConfigError("--adapt-mapper adapts the mapper: use --mode latent or both")
-            adapt = AdaptConfig(n_sentences=args.adapt_sentences, epochs=args.adapt_epochs,
-                                minutes=args.adapt_minutes)
-            mapper, adaptation = adapt_mapper(
-                mapper, voice, adapt, args.cache_dir or default_cache_dir(), synth,
-                model=args.model, device=args.device, bf16=args.bf16, progress=progress)
-        if refs is None:
-            steerer = load_steerer(axis=axis, mapper=mapper, vocoder=args.vocoder,
-                                   prosody=args.prosody, model=args.model, mode=args.mode,
-                                   device=args.device, bf16=args.bf16)
-            if args.layer is not None and args.layer != steerer.axis.config.layer:
-                raise ConfigError(f"--layer {args.layer}: the axis {axis} is at layer "
-                                  f"{steerer.axis.config.layer}")
-        else:
-            steerer = reference_steerer(*refs, names, args.mode, mapper=mapper,
-                                        vocoder=args.vocoder, prosody=args.prosody,
-                                        model=args.model, layer=args.layer,
-                                        device=args.device, bf16=args.bf16)
+        steerer, axis, mapper, adaptation = _steerer(args, refs, names, voice, synth, progress)
         neutral, sr = synthesize_long(text, sr_out=SAMPLE_RATE, **speak)
         delta = steering_delta(args.alpha)
         scfg = SteerConfig(mode=args.mode, frames=args.frames,
                            match_loudness=args.match_loudness, sample_rate=args.sr)
         y, out_sr = steerer.steer(neutral, delta, scfg, source=f"{voice.backend} synthesis")
         latent = args.mode != "prosody"
-        prosody_src = (args.prosody or ("references" if refs is not None else
-                                        str(Path(axis) / "prosody.json")))
+        prosody_src = args.prosody or ("references" if axis is None else
+                                       str(Path(axis) / PROSODY_FILE))
         cfg = TtsConfig(
             **settings, delta=delta, mode=args.mode,
-            axis_source="references" if refs is not None else str(axis),
+            axis_source="references" if axis is None else str(axis),
             layer=steerer.axis.config.layer if latent else None,
             model=steerer.encoder.config.model if latent else None,
             mapper=str(mapper) if latent else None, vocoder=args.vocoder if latent else None,
@@ -173,9 +143,50 @@ def run(args: argparse.Namespace) -> int:
               "adaptation": adaptation, "provenance": provenance()}
     write_json(sidecar, record)
     print(f"{out}: {measured['duration_s']:.2f} s, alpha {args.alpha:+.2f} (delta {cfg.delta:+.2f}),"
-          f" median F0 {measured['median_f0_change_st']:+.2f} st, level "
-          f"{measured['level_change_db']:+.2f} dB vs the neutral synthesis")
+          f" median F0 {_change(measured['median_f0_change_st'], 'st')}, level "
+          f"{_change(measured['level_change_db'], 'dB')} vs the neutral synthesis")
     return 0
+
+
+def _steerer(args: argparse.Namespace, refs, names, voice, synth: dict, progress: bool):
+    """(Steerer, corpus axis dir or None, mapper dir or None, adaptation report or None):
+    the references' axis and prosody delta, or a saved axis; the mapper adapted first when
+    --adapt-mapper asks."""
+    from emosteer.cli.steer import resolve_artifacts
+    from emosteer.steer import load_steerer
+    from emosteer.tts_steer import AdaptConfig, adapt_mapper, default_cache_dir, reference_steerer
+
+    if refs is None:
+        axis, mapper = resolve_artifacts(args)
+    else:
+        axis, mapper = None, Path(args.mapper) if args.mapper else Path(args.run) / "mapper"
+        if args.mode != "prosody" and not mapper.exists():
+            raise ConfigError(f"{mapper}: no mapper here; give --mapper")
+    adaptation = None
+    if args.adapt_mapper:
+        if args.mode == "prosody":
+            raise ConfigError("--adapt-mapper adapts the mapper: use --mode latent or both")
+        adapt = AdaptConfig(n_sentences=args.adapt_sentences, epochs=args.adapt_epochs,
+                            minutes=args.adapt_minutes)
+        mapper, adaptation = adapt_mapper(
+            mapper, voice, adapt, args.cache_dir or default_cache_dir(), synth,
+            model=args.model, device=args.device, bf16=args.bf16, progress=progress)
+    if refs is not None:
+        steerer = reference_steerer(*refs, names, args.mode, mapper=mapper, vocoder=args.vocoder,
+                                    prosody=args.prosody, model=args.model, layer=args.layer,
+                                    device=args.device, bf16=args.bf16)
+        return steerer, None, mapper, adaptation
+    steerer = load_steerer(axis=axis, mapper=mapper, vocoder=args.vocoder, prosody=args.prosody,
+                           model=args.model, mode=args.mode, device=args.device, bf16=args.bf16)
+    if args.layer is not None and args.layer != steerer.axis.config.layer:
+        raise ConfigError(f"--layer {args.layer}: the axis {axis} is at layer "
+                          f"{steerer.axis.config.layer}")
+    return steerer, axis, mapper, adaptation
+
+
+def _change(value: float, unit: str) -> str:
+    # An unvoiced output (say, an untrained mapper's noise) has no F0 to compare.
+    return f"{value:+.2f} {unit}" if math.isfinite(value) else "unmeasurable"
 
 
 def _count_sentences(text: str) -> int:
@@ -190,4 +201,5 @@ def _axis_summary(steerer) -> dict | None:
         return None
     c = axis.config
     return {"model": c.model, "layer": c.layer, "source": c.source, "target": c.target,
-            "origin": c.origin, "dim": c.dim, "calibration": axis.calibration}
+            "origin": c.origin, "dim": c.dim, "calibration": axis.calibration,
+            "sample_rate": c.sample_rate, "frame_rate": c.frame_rate}
