@@ -235,6 +235,7 @@ def test_every_evaluate_cell_is_rendered(run_dir, page):
     assert f"<li>ravdess/bad.wav: {escape(SKIP_REASON)}</li>" in sec
     assert "posterior probe.train_speakers" in sec and escape('["ravdess_01", "ravdess_02"]') in sec
     assert "absent" not in sec
+    assert sec.count('<img src="data:image/png;base64,') == 1  # metric-vs-delta panels
 
 
 def test_audio_grid_embeds_every_recording(run_dir, page):
@@ -398,7 +399,7 @@ def test_page_loads_in_headless_chromium(run_dir, driver, embed):
     out = build_report(run_dir, run_dir / f"browser-{embed}.html", embed_audio=embed)
     opener = open_with_playwright if driver == "playwright" else open_with_selenium
     state, errors = opener(out.resolve().as_uri())
-    assert len(state["imgs"]) == 5 and all(c and w > 0 for c, w in state["imgs"])
+    assert len(state["imgs"]) == 6 and all(c and w > 0 for c, w in state["imgs"])
     assert len(state["audio"]) == 27 + 1 + len(MODES) * len(SWEEP_DELTAS)
     for ready, err, duration in state["audio"]:
         assert ready >= 1 and err is None

@@ -26,6 +26,7 @@ from emosteer.report_html import (
     MAX_EMBED_AUDIO_BYTES,
     AudioEmbedder,
     decide_embedding,
+    delta_plot,
     evaluate_audio,
     inside,
     page,
@@ -180,7 +181,7 @@ def render_page(inputs: RunInputs, page_dir: Path, embed_audio: bool = True,
         src = str(inputs.evaluate_path)
         base = inputs.evaluate_path.parent
         grid = audio_grid(ev, src, AudioEmbedder(base, page_dir, embed))
-        sections.append(evaluate_section(ev, src, grid))
+        sections.append(evaluate_section(ev, src, grid, delta_plot(ev.get("table") or [])))
         nav.append(("evaluate", "Evaluation"))
         nav.append(("audio-grid", "Audio"))
     if study is not None and inputs.study_path is not None:

@@ -131,3 +131,58 @@ def page(title: str, banner: str, nav: list[tuple[str, str]], sections: list[str
             + f"\n<footer><p>Built by emosteer {e(__version__)} from the JSON in this run "
               "directory; rebuild with <code>emosteer report DIR</code>.</p></footer>"
               "</body></html>\n")
+
+
+PLOT_DPI = 100  # screen resolution: the page is for reading, probe's own plots are for papers
+PANEL_INCHES = (3.6, 2.8)
+PANELS_PER_ROW = 4
+
+
+def delta_plot(table: list[Mapping[str, Any]]) -> str | None:
+    """evaluate.json's table drawn as metric-vs-delta panels (one line per mode, 95% CI
+    bars), as a PNG data URI; None when no cell holds a number. Drawn from the JSON at report
+    time so the plot can never disagree with the table beside it."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def cells(row: Mapping[str, Any]) -> dict[str, Any]:
+        flat = {"target posterior": row.get("posterior"),
+                "speaker similarity": row.get("speaker_similarity")}
+        flat.update((row.get("correlates") or {}).items())
+        return flat
+
+    series: dict[str, dict[str, list[tuple[float, float, float, float]]]] = {}
+    for row in table:
+        for name, c in cells(row).items():
+            if isinstance(c, Mapping) and isinstance(c.get("value"), (int, float)):
+                lo, hi = c.get("ci") or (c["value"], c["value"])
+                lo, hi = (c["value"] if v is None else v for v in (lo, hi))
+                series.setdefault(name, {}).setdefault(str(row.get("mode")), []).append(
+                    (float(row.get("delta", 0.0)), c["value"], lo, hi))
+    if not series:
+        return None
+    n_rows = -(-len(series) // PANELS_PER_ROW)
+    n_cols = min(len(series), PANELS_PER_ROW)
+    fig, axs = plt.subplots(n_rows, n_cols, squeeze=False, constrained_layout=True,
+                            figsize=(PANEL_INCHES[0] * n_cols, PANEL_INCHES[1] * n_rows))
+    for ax, (name, by_mode) in zip(axs.flat, series.items(), strict=False):
+        for mode, pts in by_mode.items():
+            d, v, lo, hi = (list(x) for x in zip(*sorted(pts), strict=True))
+            # max(0, .): a percentile CI need not contain the point estimate.
+            ax.errorbar(d, v, yerr=[[max(a - b, 0.0) for a, b in zip(v, lo, strict=True)],
+                                    [max(b - a, 0.0) for a, b in zip(v, hi, strict=True)]],
+                        marker="o", ms=3, capsize=3, label=mode)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("delta", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axs.flat)[len(series):]:
+        ax.set_axis_off()
+    axs.flat[0].legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=PLOT_DPI)
+    plt.close(fig)
+    return f"data:image/png;base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"

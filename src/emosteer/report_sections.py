@@ -198,8 +198,13 @@ def _cells(d: Any, keys: list[str], where: str) -> list[str]:
             for k in keys]
 
 
-def evaluate_section(ev: Mapping[str, Any], src: str, grid: str) -> str:
-    """Every table of evaluate.json plus the audio grid (already rendered by the caller)."""
+DELTA_PLOT_CAPTION = ("target posterior, speaker similarity and each correlate against delta, "
+                      "one line per mode, 95% CI bars")
+
+
+def evaluate_section(ev: Mapping[str, Any], src: str, grid: str, plot: str | None) -> str:
+    """Every table of evaluate.json, its metric-vs-delta plot (a data URI, or None when nothing
+    was measured) and the audio grid (both rendered by the caller)."""
     parts = ['<section id="evaluate"><h2>Steering evaluation</h2>']
     axis = ev.get("axis") or {}
     trained = ev.get("probe") if isinstance(ev.get("probe"), Mapping) else {}
@@ -220,6 +225,8 @@ def evaluate_section(ev: Mapping[str, Any], src: str, grid: str) -> str:
                  "<i>not measured</i> cells say why.</p>"
                  + table(("mode", "delta", "target posterior", "speaker similarity", *corr),
                          main, "eval"))
+    if plot is not None:
+        parts.append(figures([(DELTA_PLOT_CAPTION, plot)]))
     if gap:
         parts.append("<h3>Fraction of the real source-to-target gap closed</h3>"
                      + table(("mode", "delta", *gap), gaps, "eval"))
