@@ -32,13 +32,13 @@ test-slow: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q -m slow
 
 demo: $(STAMP)
-	$(BIN)/emosteer demo --out $(DEMO_OUT) -f
+	$(BIN)/emosteer demo --out $(DEMO_OUT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/extract.py
+	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

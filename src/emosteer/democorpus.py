@@ -93,14 +93,22 @@ def _warp_envelope(sp: np.ndarray, factor: float) -> np.ndarray:
     return np.ascontiguousarray(sp[:, lo] * (1 - w) + sp[:, hi] * w)
 
 
-def transform(wav: np.ndarray, sr: int, voice: Voice, rendering: Rendering | None) -> np.ndarray:
-    """WORLD analysis -> voice and emotion modifications -> resynthesis."""
+def analyze(wav: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """WORLD analysis (F0 by Harvest, envelope, aperiodicity); done once per sentence, since every
+    pseudo-speaker and rendering of it starts from the same analysis."""
     import pyworld
 
     x = wav.astype(np.float64)
     f0, t = pyworld.harvest(x, sr, frame_period=FRAME_PERIOD_MS)
-    sp = pyworld.cheaptrick(x, f0, t, sr)
-    ap = pyworld.d4c(x, f0, t, sr)
+    return f0, pyworld.cheaptrick(x, f0, t, sr), pyworld.d4c(x, f0, t, sr)
+
+
+def transform(analysis: tuple[np.ndarray, np.ndarray, np.ndarray], sr: int, voice: Voice,
+              rendering: Rendering | None) -> np.ndarray:
+    """Voice and emotion modifications of a WORLD analysis, then resynthesis."""
+    import pyworld
+
+    f0, sp, ap = analysis
     voiced = f0 > 0
     log_f0 = np.where(voiced, np.log2(np.maximum(f0, 1e-3)), 0.0)
     semis = voice.pitch_st
@@ -143,13 +151,13 @@ def build_demo_corpus(out_dir: str | Path, n_sentences: int = 4, n_voices: int =
     voices = VOICES[:n_voices]
     rows = []
     jobs = [(i, v, r) for i in range(len(sentences)) for v in voices for r in RENDERINGS]
-    base: dict[int, tuple[np.ndarray, int]] = {}
+    base: dict[int, tuple[tuple, int]] = {}
     for i, voice, rendering in tqdm(jobs, desc="demo corpus", unit="clip"):
         if i not in base:
             wav, sr = synthesize(sentences[i], backend="piper", voice=voice_path)
-            base[i] = (wav, sr)
-        wav, sr = base[i]
-        y = resample(transform(wav, sr, voice, rendering), sr, SAMPLE_RATE)
+            base[i] = (analyze(wav, sr), sr)
+        analysis, sr = base[i]
+        y = resample(transform(analysis, sr, voice, rendering), sr, SAMPLE_RATE)
         rel = Path(voice.name) / f"{voice.name}_s{i:02d}_{rendering.emotion}.wav"
         save_audio(out_dir / rel, y, SAMPLE_RATE)
         rows.append({"path": str(rel), "speaker": voice.name, "emotion": rendering.emotion,

@@ -59,12 +59,14 @@ class SteerConfig:
 class Steerer:
     """Composes encoder, axis, mapper, vocoder and prosody delta into the steering operator.
 
-    Any of encoder/mapper/vocoder may be None when only the prosody path is used."""
+    Any of encoder/mapper/vocoder may be None when only the prosody path is used. `bf16` runs
+    the mapper and vocoder under bf16 autocast (the encoder has its own flag)."""
 
     def __init__(self, axis: EmotionAxis | None, encoder=None, mapper=None, vocoder=None,
-                 prosody=None):
+                 prosody=None, bf16: bool = False):
         self.axis, self.encoder, self.mapper, self.vocoder, self.prosody = (
             axis, encoder, mapper, vocoder, prosody)
+        self.bf16 = bool(bf16)
         if mapper is not None and vocoder is not None:
             m, v = mapper.config.mel_config, vocoder.mel_config
             if (m.sample_rate, m.hop_length, m.n_mels) != (v.sample_rate, v.hop_length, v.n_mels):
@@ -100,7 +102,8 @@ class Steerer:
         if self.mapper.config.use_prosody:
             p = torch.from_numpy(np.ascontiguousarray(tracks, dtype=np.float32))[None]
         device = next(self.mapper.parameters()).device
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                    enabled=self.bf16):
             mel = self.mapper(x.to(device), None if p is None else p.to(device))
             wav = self.vocoder(mel.float())
         return wav[0].float().cpu().numpy()
@@ -235,4 +238,4 @@ def load_steerer(axis: str | Path | None = None, mapper: str | Path | None = Non
     if enc.config.hidden_size != ax.config.dim:
         raise ConfigError(f"the encoder has {enc.config.hidden_size} dims, the axis {ax.config.dim}")
     voc = load_vocoder(vocoder, device=device, mel_config=mp.config.mel_config)
-    return Steerer(ax, encoder=enc, mapper=mp, vocoder=voc, prosody=pdelta)
+    return Steerer(ax, encoder=enc, mapper=mp, vocoder=voc, prosody=pdelta, bf16=bf16)
