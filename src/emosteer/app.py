@@ -198,7 +198,7 @@ class SteeringApp:
             return self.steerer(name)
         base = self.steerer(reference.base)
         return Steerer(reference.axis, encoder=base.encoder, mapper=base.mapper,
-                       vocoder=base.vocoder, prosody=reference.prosody)
+                       vocoder=base.vocoder, prosody=reference.prosody, bf16=base.bf16)
 
     def load_clip(self, path, label: str = "upload") -> np.ndarray:
         return validate_upload(path, self.config, self.upload_roots, label)

@@ -324,7 +324,7 @@ def reference_steerer(calm: np.ndarray, angry: np.ndarray, names: tuple[str, str
                        bf16=bf16, random_init=mp.config.encoder_random_init)
     axis = reference_axis(enc, mp.config.layer, calm, angry, names)
     voc = load_vocoder(vocoder, device=device, mel_config=mp.config.mel_config)
-    return Steerer(axis, encoder=enc, mapper=mp, vocoder=voc, prosody=pdelta)
+    return Steerer(axis, encoder=enc, mapper=mp, vocoder=voc, prosody=pdelta, bf16=bf16)
 
 
 def measure_change(neutral: np.ndarray, neutral_sr: int, out: np.ndarray, out_sr: int
