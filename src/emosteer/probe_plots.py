@@ -13,6 +13,7 @@ FORMATS = ("png", "svg")
 DPI = 120  # 14 x 7.5 in at 120 dpi keeps the PNG legible and under ~200 kB
 BAND_ALPHA = 0.2  # CI band opacity: the curve stays readable through overlapping bands
 CELL_INCHES = 0.8  # per emotion in the cosine matrix, enough for a two-decimal label
+DARK_CELL = 0.6  # |cosine| beyond which RdBu_r is dark enough to need a white label
 UMAP_SEED = 0
 METRICS = (("linear_probe", "linear probe balanced acc."), ("silhouette", "silhouette (cosine)"),
            ("auc_raw", "held-out axis AUC (raw)"), ("auc_centred", "held-out axis AUC (centred)"),
@@ -45,7 +46,10 @@ def metric_series(result: dict, metric: str, pair: str | None):
 
 
 def plot_metrics(result: dict, controls: dict, path_stem) -> None:
-    """One panel per metric; the model solid, each control dashed, 95% CI as a band."""
+    """One panel per metric; the model solid, each control dashed, 95% CI as a band. The axis
+    metrics show the first emotion pair (probe.json holds every pair)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     pair = next(iter(result["layers"][result["best_layer"]]["axes"]), None)
     fig, axs = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
@@ -68,6 +72,7 @@ def plot_metrics(result: dict, controls: dict, path_stem) -> None:
                     ax.errorbar(k, v, yerr=[v - lo, hi - v], color=f"C{i}", capsize=4)
         ax.set_title(title + (f"\n{pair}" if metric not in LAYER_METRICS else ""))
         ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
     axs.flat[0].axhline(result["layers"][result["best_layer"]]["linear_probe"]["chance"],
                         color="gray", lw=0.8, ls=":", label="chance")
     axs.flat[0].legend(fontsize=8)
@@ -116,7 +121,8 @@ def plot_scatter(X, speakers, emotions, title: str, path_stem, umap: bool = True
 
 
 def plot_cosine_matrix(cm: dict, title: str, path_stem) -> None:
-    """Heat map of emosteer.probe.axis_cosine_matrix output, each cell labelled."""
+    """Heat map of emosteer.probe.axis_cosine_matrix output (every emotion in the store against
+    its reference, whatever subset the sweep used), each cell labelled."""
     plt = _pyplot()
     names, M = cm["emotions"], np.asarray(cm["cosine"])
     side = 1.2 + CELL_INCHES * max(len(names), 2)
@@ -126,7 +132,8 @@ def plot_cosine_matrix(cm: dict, title: str, path_stem) -> None:
     ax.set_yticks(range(len(names)), names)
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=8)
+            ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(M[i, j]) > DARK_CELL else "black")
     ax.set_title(f"{title}: cosine of axes vs {cm['reference']}")
     fig.colorbar(im, ax=ax, shrink=0.8)
     _save(plt, fig, path_stem)
