@@ -154,13 +154,31 @@ def provenance(**extra: Any) -> dict[str, Any]:
     return info
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its `__metadata__` keys in sorted order.
+
+    safetensors serialises metadata from a hash map whose order changes from process to process,
+    so two identical saves can differ in their header bytes; sorting makes them bit-identical.
+    The header keeps its length (same keys and values), so tensor offsets stay valid."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if not isinstance(header.get("__metadata__"), dict):
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > n:  # serialised differently from safetensors: keep the original bytes
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n:]
+
+
 def save_tensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray],
                  metadata: Mapping[str, str] | None = None) -> Path:
-    """Atomically save numpy arrays with safetensors."""
+    """Atomically save numpy arrays with safetensors (canonical header: same input, same bytes)."""
     from safetensors.numpy import save
 
     arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-    return atomic_write_bytes(path, save(arrays, metadata=dict(metadata) if metadata else None))
+    data = save(arrays, metadata=dict(metadata) if metadata else None)
+    return atomic_write_bytes(path, canonical_safetensors(data))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:

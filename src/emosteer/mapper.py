@@ -207,12 +207,12 @@ class Mapper(nn.Module):
         """Write mapper.safetensors (+ provenance metadata) and mapper.json atomically."""
         from safetensors.torch import save
 
-        from emosteer.artifacts import atomic_write_bytes
+        from emosteer.artifacts import atomic_write_bytes, canonical_safetensors
 
         out_dir = Path(out_dir)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         meta = {k: str(v) for k, v in provenance().items() if k != "argv"}
-        atomic_write_bytes(out_dir / WEIGHTS_FILE, save(state, metadata=meta))
+        atomic_write_bytes(out_dir / WEIGHTS_FILE, canonical_safetensors(save(state, metadata=meta)))
         save_config(self.config, out_dir / CONFIG_FILE)
         return out_dir
 
