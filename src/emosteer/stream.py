@@ -42,6 +42,7 @@ import numpy as np
 
 from emosteer.audio import CLIP_LEVEL, MIN_SAMPLES, SAMPLE_RATE, SILENCE_PEAK, SSL_HOP, rms_db
 from emosteer.errors import AudioError, ConfigError
+from emosteer.mapper import out_frames
 from emosteer.steer import MODES, VOICED_THRESHOLD, Steerer
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ class StreamingSteerer:
         self._next = 0  # stream index of the next block to emit
         self._n_out = 0  # output samples emitted
         self._tail: np.ndarray | None = None
+        self._final = False
         self._energy_in = self._energy_out = 0.0
         self._gain = 1.0
         self._peak = 0.0
@@ -187,6 +189,7 @@ class StreamingSteerer:
         if self._peak < SILENCE_PEAK:
             raise AudioError(f"stream all silent (peak {self._peak:.2e})")
         out, before = [], self._n_out
+        self._final = True  # windows now end at the stream's end: offline's last mel frame
         while self._next < self._n_in:
             out.append(self._step(self._next, min(self._n_in, self._next + self.config.block)))
         y = np.concatenate(out) if out else np.zeros(0, np.float32)
@@ -255,9 +258,17 @@ class StreamingSteerer:
         if self.config.frames == "voiced":
             steered = np.where((tracks[1] > VOICED_THRESHOLD)[:, None], steered, feats)
         f_lo = max(0, (s - w0) // SSL_HOP - self.decode_context)  # the mapper/vocoder's reach
-        y = st.decode(steered[f_lo:], tracks[:, f_lo:])
+        g0 = w0 // SSL_HOP + f_lo  # global index of the first frame decoded
+        hop = st.mapper.config.mel_config.hop_length
+        m_lo = -(-self.out_index(g0 * SSL_HOP) // hop)  # first whole global mel frame
+        t_end = w0 // SSL_HOP + feats.shape[0]
+        m_hi = (out_frames(t_end, st.mapper.config.in_rate, st.mapper.config.out_rate)
+                if self._final else self.out_index(t_end * SSL_HOP) // hop)
         out = np.zeros(n_out, np.float32)
-        o = self.out_index(f_lo * SSL_HOP)
+        if m_hi <= m_lo:
+            return out
+        y = decode_on_grid(st, steered[f_lo:], tracks[:, f_lo:], g0, m_lo, m_hi)
+        o = m_lo * hop - self.out_index(w0)
         n = max(0, min(len(y), n_out - o))
         out[o:o + n] = y[:n]
         return out
@@ -287,6 +298,42 @@ class StreamingSteerer:
                 "latency_ms_p95": self.config.algorithmic_latency_ms
                 + 1000 * float(np.percentile(steps, 95)),
                 "rtf": float(steps.mean()) / block_s, "steps": len(self.step_seconds)}
+
+
+def decode_on_grid(steerer: Steerer, frames: np.ndarray, tracks: np.ndarray, first_frame: int,
+                   m_lo: int, m_hi: int) -> np.ndarray:
+    """`Steerer.decode` of frames (T, D) that start at global SSL frame `first_frame`, emitting
+    the global mel frames [m_lo, m_hi): the offline mel grid, whatever the window's start.
+
+    A window starts on the 20 ms SSL grid, but the 11.6 ms mel grid of the whole file repeats
+    only every 5.12 s, so `Mapper.forward` on a crop would sample its interpolation at
+    positions shifted by a fraction of a mel frame, and the vocoder would render a slightly
+    different signal (measured: ~28 dB SNR against offline even with whole-file windows).
+    This is Mapper.forward with `Mapper._resample`'s positions taken on the global grid."""
+    import torch
+
+    mp, c = steerer.mapper, steerer.mapper.config
+    device = next(mp.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(frames.T, dtype=np.float32))[None].to(device)
+    with torch.inference_mode():
+        h = mp.in_proj(mp.in_norm(x))
+        if mp.prosody_proj is not None:
+            p = torch.from_numpy(np.ascontiguousarray(tracks, dtype=np.float32))[None]
+            h = h + mp.prosody_proj(p.to(device))
+        t = h.shape[2]
+        pos = (torch.arange(m_lo, m_hi, device=device, dtype=h.dtype) + 0.5) \
+            * (c.in_rate / c.out_rate) - 0.5 - first_frame
+        pos = pos.clamp(0, t - 1)
+        i0 = pos.floor().long()
+        i1 = torch.clamp(i0 + 1, max=t - 1)
+        w = pos - i0.to(h.dtype)
+        h = h[:, :, i0] * (1 - w) + h[:, :, i1] * w
+        for block in mp.blocks:
+            h = block(h)
+        if mp.transformer is not None:
+            h = mp.transformer(h.transpose(1, 2)).transpose(1, 2)
+        mel = mp.out_proj(mp.out_norm(h))
+        return steerer.vocoder(mel.float())[0].float().cpu().numpy()
 
 
 def decode_context_frames(steerer: Steerer) -> int:

@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
                [out / f"{Path(args.input).stem}_{args.mode}_{d:+.2f}.wav" for d in deltas])
     for t in targets:
         refuse_overwrite(t, args.force)
+    if args.stream:
+        return run_stream(args, deltas, targets)
     steerer = load_from_args(args)
     wav = load_audio(args.input)
     cfg = SteerConfig(mode=args.mode, frames=args.frames, match_loudness=args.match_loudness,
@@ -83,6 +85,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_stream(args: argparse.Namespace, deltas, targets: list[Path]) -> int:
+    """--stream: read the input block by block, as a live source would deliver it."""
+    import numpy as np
+
+    from emosteer.artifacts import write_json
+    from emosteer.audio import iter_audio_chunks, save_audio
+    from emosteer.stream import StreamConfig, StreamingSteerer
+
+    if args.sr:
+        raise ConfigError("--sr cannot be combined with --stream (output is at the vocoder's rate)")
+    geometry = {k: getattr(args, k) for k in ("block_ms", "lookahead_ms", "context_ms")
+                if getattr(args, k) is not None}  # unset: StreamConfig's defaults
+    cfg = StreamConfig(mode=args.mode, frames=args.frames, match_loudness=args.match_loudness,
+                       **geometry)
+    steerer = load_from_args(args)
+    rows = []
+    for d, target in zip(deltas, targets, strict=True):
+        s = StreamingSteerer(steerer, d, cfg)
+        blocks = (c for _, c in iter_audio_chunks(args.input, chunk_seconds=cfg.block_ms / 1000))
+        y = np.concatenate(list(s.stream(blocks)))
+        save_audio(target, y, s.sample_rate)
+        lat = s.latency_report()
+        rows.append({"delta": d, "path": target.name, "sample_rate": s.sample_rate, "latency": lat})
+        log.info("wrote %s (stream, mode %s, delta %+.2f): latency %.0f ms algorithmic + %.0f ms "
+                 "compute (p95), real-time factor %.2f", target, args.mode, d,
+                 lat["algorithmic_ms"], lat["compute_ms_p95"], lat["rtf"])
+    if args.deltas is not None:
+        write_json(Path(args.output) / "sweep.json",
+                   {"input": str(args.input), "config": cfg, "items": rows})
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("steer", help="steer a recording along an emotion axis",
                        description="Steer speech: embedding + delta * axis -> mapper -> vocoder "
@@ -94,5 +128,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--delta", type=float, help="how far to steer: -1 calmer ... +1 angrier")
     p.add_argument("--deltas", help="a sweep, e.g. -1,-0.5,0,0.5,1")
     add_steering_arguments(p)
+    p.add_argument("--stream", action="store_true",
+                   help="steer block by block with bounded latency (block + lookahead), "
+                        "reading the input as a live source; see emosteer.stream")
+    p.add_argument("--block-ms", type=float,
+                   help="--stream block length, a multiple of 20 ms (default 100)")
+    p.add_argument("--lookahead-ms", type=float,
+                   help="--stream future context per block, a multiple of 20 ms (default 100)")
+    p.add_argument("--context-ms", type=float,
+                   help="--stream past context per window, a multiple of 20 ms (default 500)")
     add_force(p)
     p.set_defaults(func=run)
