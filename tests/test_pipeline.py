@@ -75,6 +75,7 @@ def tiny_recipe(tiny_model_dir) -> list[str]:
 
 
 def test_demo_pipeline_runs_and_resumes(tiny_model_dir, tmp_path, caplog):
+    """Through the TTS example (evaluate and report have their own tests; the full run is slow)."""
     out = tmp_path / "run"
     args = ["demo", "--out", str(out), *tiny_recipe(tiny_model_dir)]
     assert main([*args, "--stop-after", "axis"]) == 0
@@ -86,21 +87,32 @@ def test_demo_pipeline_runs_and_resumes(tiny_model_dir, tmp_path, caplog):
     store_mtime = (out / "store" / "store.json").stat().st_mtime_ns
 
     caplog.set_level("INFO")
-    assert main(args) == 0
+    assert main([*args, "--stop-after", "tts"]) == 0
     assert "extract: done earlier, skipped" in caplog.text
     assert (out / "store" / "store.json").stat().st_mtime_ns == store_mtime
     state = json.loads((out / "run.json").read_text())
+    assert list(state["stages"]) == ["corpus", "extract", "axis", "mapper", "steer", "tts"]
     assert all(s["status"] == "done" for s in state["stages"].values())
     sweep = json.loads((out / "steer" / "sweep.json").read_text())
     assert len(sweep["items"]) == 2 * 2 and sweep["speaker"] == "spk_c"
     assert all((out / "steer" / it["path"]).is_file() for it in sweep["items"])
     assert (out / "mapper" / "mapper.safetensors").is_file()
-    assert list(state["stages"]) == ["corpus", "extract", "axis", "mapper", "steer", "evaluate",
-                                     "report"]
+    tts = json.loads((out / "tts" / "sweep.json").read_text())
+    assert [it["alpha"] for it in tts["items"]] == [-1.0, 0.0, 1.0]
+    assert all((out / "tts" / it["path"]).is_file() for it in tts["items"])
+
+    # a different recipe in the same directory is refused, not silently mixed
+    assert main([*args, "--set", "encoder.layer=1"]) == 2
+
+
+@pytest.mark.slow
+def test_demo_pipeline_full(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    assert main(["demo", "--out", str(out), *tiny_recipe(tiny_model_dir)]) == 0
+    state = json.loads((out / "run.json").read_text())
+    assert list(state["stages"]) == ["corpus", "extract", "axis", "mapper", "steer", "tts",
+                                     "evaluate", "report"]
     evaluation = json.loads((out / "evaluate" / "evaluate.json").read_text())
     assert {c["speaker"] for c in evaluation["clips"]} == {"spk_c"}
     html = (out / "index.html").read_text()
     assert "<audio" in html and "spk_c" in html
-
-    # a different recipe in the same directory is refused, not silently mixed
-    assert main([*args, "--set", "encoder.layer=1"]) == 2

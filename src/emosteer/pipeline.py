@@ -24,7 +24,7 @@ from emosteer.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
-STAGES = ("corpus", "extract", "axis", "probe", "mapper", "steer", "evaluate", "report")
+STAGES = ("corpus", "extract", "axis", "probe", "mapper", "steer", "tts", "evaluate", "report")
 RUN_JSON = "run.json"
 
 
@@ -258,6 +258,33 @@ def stage_steer(ctx: RunContext) -> dict:
     return {"clip": clip.utt_id, "n": len(rows)}
 
 
+def stage_tts(ctx: RunContext) -> dict:
+    """The TTS example: Piper reads the recipe's text, steered at each alpha (written in the
+    sweep format, so the report plays it like the steering sweep)."""
+    from emosteer.audio import SAMPLE_RATE, save_audio
+    from emosteer.steer import SteerConfig
+    from emosteer.tts import synthesize_long
+    from emosteer.tts_steer import measure_change, steering_delta
+
+    spec = ctx.recipe.tts
+    neutral, sr = synthesize_long(spec.text, sr_out=SAMPLE_RATE, progress=ctx.progress)
+    st = steerer(ctx)
+    out = ctx.path("tts")
+    save_audio(out / "input.wav", neutral, sr)
+    rows = []
+    for alpha in spec.alphas:
+        y, out_sr = st.steer(neutral, steering_delta(alpha), SteerConfig(mode=spec.mode),
+                             source="<piper synthesis>")
+        name = f"alpha_{alpha:+.2f}.wav"
+        save_audio(out / name, y, out_sr)
+        rows.append({"mode": f"tts {spec.mode}", "delta": alpha, "alpha": alpha,
+                     "steering_delta": steering_delta(alpha), "path": name,
+                     "sample_rate": out_sr, "measured": measure_change(neutral, sr, y, out_sr)})
+    write_json(out / "sweep.json", {"input": "piper synthesis", "text": spec.text,
+                                    "speaker": "piper", "emotion": "neutral", "items": rows})
+    return {"f0_change_st": {r["alpha"]: r["measured"]["median_f0_change_st"] for r in rows}}
+
+
 def stage_evaluate(ctx: RunContext) -> dict:
     """Held-out speakers x deltas x modes, measured (emosteer.evaluate); a rerun redoes it."""
     from emosteer.evaluate import EvaluateConfig, evaluate
@@ -281,12 +308,13 @@ def stage_report(ctx: RunContext) -> dict:
 
 
 STAGE_FUNCS = {"corpus": stage_corpus, "extract": stage_extract, "axis": stage_axis,
-               "probe": stage_probe, "mapper": stage_mapper, "steer": stage_steer,
+               "probe": stage_probe, "mapper": stage_mapper, "steer": stage_steer, "tts": stage_tts,
                "evaluate": stage_evaluate, "report": stage_report}
 
 
 def enabled_stages(recipe: Recipe) -> list[str]:
-    off = {"probe": not recipe.probe, "evaluate": not recipe.evaluate, "report": not recipe.report}
+    off = {"probe": not recipe.probe, "evaluate": not recipe.evaluate, "report": not recipe.report,
+           "tts": not recipe.tts.text}
     return [s for s in STAGES if not off.get(s, False)]
 
 

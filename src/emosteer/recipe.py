@@ -78,6 +78,16 @@ class SteerSpec:
 
 
 @dataclass(frozen=True)
+class TtsSpec:
+    """The TTS example: the Piper voice reads `text`, steered at each alpha (emosteer tts's rule)
+    with the run's own axis and prosody delta. Empty text: no TTS stage."""
+
+    text: str = ""
+    alphas: tuple[float, ...] = (-1.0, 0.0, 1.0)
+    mode: str = "both"
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str = "run"
     description: str = ""
@@ -86,6 +96,7 @@ class Recipe:
     axis: AxisSpec = field(default_factory=AxisSpec)
     mapper: MapperSpec = field(default_factory=MapperSpec)
     steer: SteerSpec = field(default_factory=SteerSpec)
+    tts: TtsSpec = field(default_factory=TtsSpec)
     probe: bool = True
     evaluate: bool = True
     report: bool = True
@@ -124,7 +135,7 @@ def _build(cls, data: Any, where: str):
 
 
 _SECTIONS = {"corpus": CorpusSpec, "encoder": EncoderSpec, "axis": AxisSpec,
-             "mapper": MapperSpec, "steer": SteerSpec}
+             "mapper": MapperSpec, "steer": SteerSpec, "tts": TtsSpec}
 
 
 def recipe_from_dict(data: dict, source: str = "<recipe>") -> Recipe:
