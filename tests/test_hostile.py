@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import tracemalloc
 from pathlib import Path
 
@@ -283,3 +284,211 @@ def test_fuzz_corrupted_headers(tmp_path, suffix, edits, cut):
     for pos, value in edits:
         data[pos % len(data)] = value
     _fuzz_one(tmp_path / f"mutant{suffix}", bytes(data[:cut] if cut is not None else data))
+
+
+# --- Trust: no loader unpickles a user file ----------------------------------------------------
+# A pickle whose unpickling creates a marker file is put where each loader expects its input;
+# each must refuse it with the project's error, and the marker must not appear. (The HiFi-GAN
+# jik876 loader, the one torch.load call site, is tested in test_hifigan.py.)
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _evil_torch(path: Path, marker: Path) -> Path:
+    import torch
+
+    torch.save({"weight": _Payload(marker)}, path)
+    return path
+
+
+def _evil_npy(path: Path, marker: Path) -> Path:
+    np.save(path, np.array([_Payload(marker)], dtype=object), allow_pickle=True)
+    return path
+
+
+def _mapper_dir(d: Path, marker: Path) -> None:
+    from emosteer.mapper import WEIGHTS_FILE, Mapper, MapperConfig, load_mapper
+
+    Mapper(MapperConfig(in_dim=8, hidden=8, n_blocks=1)).save(d)
+    _evil_torch(d / WEIGHTS_FILE, marker)
+    load_mapper(d)
+
+
+def _checkpoint_dir(d: Path, marker: Path) -> None:
+    import torch
+
+    from emosteer.training import load_checkpoint
+
+    d.mkdir()
+    _evil_torch(d / "ckpt-000001.safetensors", marker)
+    (d / "state.json").write_text('{"tensors": "ckpt-000001.safetensors", "optimizer": {}}')
+    model = torch.nn.Linear(2, 2)
+    load_checkpoint(d, model, torch.optim.AdamW(model.parameters()))
+
+
+def _tensors_file(d: Path, marker: Path) -> None:
+    from emosteer.artifacts import load_tensors  # axes, stores, vocoder exports, caches
+
+    d.mkdir()
+    load_tensors(_evil_torch(d / "pooled.safetensors", marker))
+
+
+def _embeddings_npy(d: Path, marker: Path) -> None:
+    from emosteer.store import import_embeddings
+
+    d.mkdir()
+    (d / "index.csv").write_text("utt_id,speaker,emotion\na,s1,angry\n")
+    import_embeddings(_evil_npy(d / "emb.npy", marker), d / "index.csv", 5, d / "store")
+
+
+def _axis_vector_npy(d: Path, marker: Path) -> None:
+    from emosteer.cli.axis import _load_npy
+
+    d.mkdir()
+    _load_npy(_evil_npy(d / "vector.npy", marker))
+
+
+def _encoder_dir(d: Path, marker: Path) -> None:
+    from transformers import Wav2Vec2Config
+
+    from emosteer.encoders import load_encoder
+
+    Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=16, conv_dim=(8,) * 7).save_pretrained(d)
+    _evil_torch(d / "pytorch_model.bin", marker)  # the legacy pickle format, no safetensors
+    load_encoder(d)
+
+
+# transformers refuses the pickle (weights_only=True) but load_encoder lets its
+# UnpicklingError through instead of an EmosteerError: a known defect in encoders.py. strict:
+# this turns into a failure once it is fixed, so the mark gets removed.
+_ENCODER_DEFECT = pytest.mark.xfail(strict=True, raises=pickle.UnpicklingError,
+                                    reason="load_encoder does not map UnpicklingError")
+
+
+@pytest.mark.parametrize("loader", [_mapper_dir, _checkpoint_dir, _tensors_file,
+                                    _embeddings_npy, _axis_vector_npy,
+                                    pytest.param(_encoder_dir, marks=_ENCODER_DEFECT)],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_malicious_pickle_is_refused_everywhere(tmp_path, loader):
+    marker = tmp_path / "pwned"
+    with pytest.raises(EmosteerError):
+        loader(tmp_path / "evil", marker)
+    assert not marker.exists(), f"{loader.__name__} ran the pickle's code"
+    # the payload is live: an unrestricted unpickle does run it
+    import torch
+
+    torch.load(_evil_torch(tmp_path / "probe.pt", marker), weights_only=False)
+    assert marker.exists()
+
+
+def test_malicious_encoder_checkpoint_never_runs(tmp_path):
+    """Whatever error load_encoder gives today, the payload does not execute."""
+    marker = tmp_path / "pwned"
+    with pytest.raises((EmosteerError, pickle.UnpicklingError)):
+        _encoder_dir(tmp_path / "evil", marker)
+    assert not marker.exists()
+
+
+
+# --- Fuzz: manifest and index readers --------------------------------------------------------
+# Text that looks like a CSV some of the time: header words, commas, quotes, newlines, unicode.
+_CSV_TEXT = st.lists(st.one_of(
+    st.sampled_from(["path", "speaker", "emotion", "sentence", "utt_id", "angry", "calm", "a.wav",
+                     ",", ",", "\n", "\n", '"', "\r\n", "\x00", "é", "../", "-1", "nan", " "]),
+    st.text(max_size=8)), max_size=40).map("".join)
+
+
+@FUZZ
+@given(text=_CSV_TEXT, raw=st.one_of(st.none(), st.binary(max_size=64)))
+def test_fuzz_csv_manifest(tmp_path, text, raw):
+    from emosteer.corpora import scan_corpus
+
+    p = tmp_path / "manifest.csv"
+    p.write_bytes(raw if raw is not None else text.encode("utf-8"))
+    try:
+        utts = scan_corpus(p, "csv")
+    except EmosteerError:
+        return
+    assert all(u.utt_id and u.speaker and u.emotion for u in utts)
+
+
+@FUZZ
+@given(text=_CSV_TEXT)
+def test_fuzz_embedding_index_csv(tmp_path, text):
+    from emosteer.store import import_embeddings
+
+    npy = tmp_path / "emb.npy"
+    np.save(npy, np.ones((2, 4), np.float32))
+    (tmp_path / "index.csv").write_text(text, encoding="utf-8")
+    try:
+        st_ = import_embeddings(npy, tmp_path / "index.csv", 5, tmp_path / "store", force=True)
+    except EmosteerError:
+        return
+    assert len(st_) == 2 and st_.pooled(5).shape == (2, 4)
+
+
+_JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False),
+              st.text(max_size=6)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["utt_id", "speaker", "emotion",
+                                                             "layers", "model", "x"]),
+                                            inner, max_size=4)),
+    max_leaves=12)
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory) -> Path:
+    from emosteer.store import import_embeddings
+
+    d = tmp_path_factory.mktemp("fuzz_store")
+    np.save(d / "emb.npy", np.ones((2, 4), np.float32))
+    (d / "index.csv").write_text("utt_id,speaker,emotion\na,s1,angry\nb,s2,calm\n")
+    import_embeddings(d / "emb.npy", d / "index.csv", 5, d / "store")
+    return d / "store"
+
+
+# EmbeddingStore.open checks that index.json is a list but not that its rows are objects with
+# an utt_id: [{}] gives a KeyError, [null] a TypeError (a defect in store.py, reported). strict:
+# the mark must go once it is fixed.
+_INDEX_DEFECT = pytest.mark.xfail(strict=True, raises=(KeyError, TypeError),
+                                  reason="store.py does not validate index.json rows")
+
+
+@FUZZ
+@given(name=st.sampled_from(["store.json", "skipped.json"]),
+       value=_JSON_VALUES, raw=st.one_of(st.none(), st.binary(max_size=32)))
+def test_fuzz_store_json_files(tmp_path, tiny_store, name, value, raw):
+    _open_mutated_store(tmp_path, tiny_store, name, value, raw)
+
+
+@_INDEX_DEFECT
+@settings(parent=FUZZ, report_multiple_bugs=False)  # one error, so `raises` can match it
+@given(value=_JSON_VALUES, raw=st.one_of(st.none(), st.binary(max_size=32)))
+def test_fuzz_store_index_json(tmp_path, tiny_store, value, raw):
+    _open_mutated_store(tmp_path, tiny_store, "index.json", value, raw)
+
+
+def _open_mutated_store(tmp_path, tiny_store, name, value, raw) -> None:
+    import json
+    import shutil
+
+    from emosteer.store import EmbeddingStore
+
+    d = tmp_path / "store"
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(tiny_store, d)
+    (d / name).write_bytes(raw if raw is not None else json.dumps(value).encode())
+    try:
+        store = EmbeddingStore.open(d)
+        for key in ("utt_id", "speaker", "emotion"):
+            store.labels(key)
+        store.pooled(store.layers[0])
+    except EmosteerError:
+        return
