@@ -309,6 +309,11 @@ def test_partial_runs_and_bad_input(tmp_path):
     write_json(ev_dir / "evaluate.json", ev)
     with pytest.raises(ArtifactError, match="points outside"):
         build_report(ev_dir)
+    ev["clips"][0]["input"] = "audio/ravdess_07-calm-0/input.wav"
+    ev["clips"][0]["outputs"] = ["latent_+0.00.wav"]  # a list where a mode mapping belongs
+    write_json(ev_dir / "evaluate.json", ev)
+    with pytest.raises(ArtifactError, match=r"evaluate\.json: unexpected structure"):
+        build_report(ev_dir)
     (ev_dir / "evaluate.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid JSON"):
         build_report(ev_dir)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from html import escape as e
 from pathlib import Path
@@ -150,6 +150,16 @@ def run_encoder_notes(run: Mapping[str, Any]) -> list[str]:
     return [n for n in notes if isinstance(n, str) and n]
 
 
+def _render(path: Path | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args), with a JSON file of the wrong shape reported against that file instead of
+    surfacing as a KeyError deep in a renderer."""
+    try:
+        return fn(*args)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as err:
+        raise ArtifactError(f"{path}: unexpected structure for the report "
+                            f"({type(err).__name__}: {err})") from err
+
+
 def render_page(inputs: RunInputs, page_dir: Path, embed_audio: bool = True,
                 cap: int = MAX_EMBED_AUDIO_BYTES) -> str:
     """The complete HTML document for `inputs`; `page_dir` anchors relative audio links."""
@@ -158,30 +168,35 @@ def render_page(inputs: RunInputs, page_dir: Path, embed_audio: bool = True,
     notes = [n for n in notes if isinstance(n, str)]
     sections, nav = [], []
     if run is not None:
-        sections.append(run_section(run))
+        sections.append(_render(inputs.run_dir / RUN_FILE, run_section, run))
         nav.append(("run", "Run"))
     if probe is not None and inputs.probe_path is not None:
         pdir = inputs.probe_path.parent
         plots = [(cap_, plot_uri(pdir / stem)) for stem, cap_ in PROBE_PLOTS]
-        sections.append(probe_section(probe, plots))
+        sections.append(_render(inputs.probe_path, probe_section, probe, plots))
         nav.append(("probe", "Probe"))
     audio = []
     if ev is not None and inputs.evaluate_path is not None:
-        audio += evaluate_audio(ev, inputs.evaluate_path.parent, str(inputs.evaluate_path))
+        audio += _render(inputs.evaluate_path, evaluate_audio, ev, inputs.evaluate_path.parent,
+                         str(inputs.evaluate_path))
     if inputs.sweep is not None and inputs.sweep_path is not None:
         sweep_src = str(inputs.sweep_path)
-        audio += evaluate_audio(sweep_as_evaluation(inputs.sweep, sweep_src),
-                                inputs.sweep_path.parent, sweep_src)
+        audio += _render(inputs.sweep_path, evaluate_audio,
+                         sweep_as_evaluation(inputs.sweep, sweep_src),
+                         inputs.sweep_path.parent, sweep_src)
     embed = decide_embedding(audio, embed_audio, cap)
     if inputs.sweep is not None and inputs.sweep_path is not None:
-        sections.append(sweep_section(inputs.sweep, str(inputs.sweep_path),
-                                      inputs.sweep_path.parent, page_dir, embed))
+        sections.append(_render(inputs.sweep_path, sweep_section, inputs.sweep,
+                                str(inputs.sweep_path), inputs.sweep_path.parent, page_dir,
+                                embed))
         nav.append(("steer", "Steering example"))
     if ev is not None and inputs.evaluate_path is not None:
         src = str(inputs.evaluate_path)
         base = inputs.evaluate_path.parent
-        grid = audio_grid(ev, src, AudioEmbedder(base, page_dir, embed))
-        sections.append(evaluate_section(ev, src, grid, delta_plot(ev.get("table") or [])))
+        grid = _render(inputs.evaluate_path, audio_grid, ev, src,
+                       AudioEmbedder(base, page_dir, embed))
+        plot = _render(inputs.evaluate_path, delta_plot, ev.get("table") or [])
+        sections.append(_render(inputs.evaluate_path, evaluate_section, ev, src, grid, plot))
         nav.append(("evaluate", "Evaluation"))
         nav.append(("audio-grid", "Audio"))
     if study is not None and inputs.study_path is not None:
@@ -189,7 +204,7 @@ def render_page(inputs: RunInputs, page_dir: Path, embed_audio: bool = True,
         plots = [(str(p), plot_uri(inside(sdir, p, f"{inputs.study_path}: plots")
                                    .with_suffix("")))
                  for p in study.get("plots") or []]
-        sections.append(study_section(study, plots))
+        sections.append(_render(inputs.study_path, study_section, study, plots))
         nav.append(("study", "Listening study"))
     title = f"emosteer report: {inputs.run_dir.resolve().name}"
     return page(title, encoder_banner(notes), nav, sections)

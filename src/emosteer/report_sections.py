@@ -130,9 +130,9 @@ def probe_tables(res: Mapping[str, Any], title: str) -> str:
     """Per-layer tables of one probe result (the model's or a control's)."""
     layers = res.get("layers") or {}
     best = str(res.get("best_layer"))
-    keys = sorted(layers, key=lambda k: int(k))
+    keys = sorted(layers, key=lambda k: (0, int(k), "") if str(k).isdigit() else (1, 0, str(k)))
     mark = {k: f"{e(k)} (best)" if k == best else e(k) for k in keys}.__getitem__
-    chance = next((layers[k]["linear_probe"].get("chance") for k in keys), None)
+    chance = next(((layers[k].get("linear_probe") or {}).get("chance") for k in keys), None)
     rows = [(mark(k), ci_cell(layers[k].get("linear_probe")), ci_cell(layers[k].get("silhouette")))
             for k in keys]
     out = [f"<h3>{e(title)}</h3>",
