@@ -168,7 +168,9 @@ def stage_axis(ctx: RunContext) -> dict:
                                 [u.emotion for u in train], spec.source, spec.target,
                                 progress=ctx.progress)
     delta.save(ctx.path("axis") / PROSODY_FILE)
-    out: dict[str, Any] = {"calibration": float(axis.calibration), "prosody": delta}
+    out: dict[str, Any] = {"calibration": round(float(axis.calibration), 4),
+                           "f0_shift_st": round(delta.f0_shift_st, 2),
+                           "tilt_db": round(delta.tilt_db, 2)}
     if spec.test_speakers:
         out["holdout"] = holdout_auc(store.pooled(layer), np.asarray(store.labels("speaker")),
                                      np.asarray(store.labels("emotion")), spec.source,
@@ -282,7 +284,12 @@ def stage_tts(ctx: RunContext) -> dict:
                      "sample_rate": out_sr, "measured": measure_change(neutral, sr, y, out_sr)})
     write_json(out / "sweep.json", {"input": "piper synthesis", "text": spec.text,
                                     "speaker": "piper", "emotion": "neutral", "items": rows})
-    return {"f0_change_st": {r["alpha"]: r["measured"]["median_f0_change_st"] for r in rows}}
+    return {f"f0_change_st_alpha_{r['alpha']:+.0f}": _round(r["measured"]["median_f0_change_st"])
+            for r in rows}
+
+
+def _round(x):
+    return None if x is None else round(float(x), 2)
 
 
 def stage_evaluate(ctx: RunContext) -> dict:
@@ -297,8 +304,14 @@ def stage_evaluate(ctx: RunContext) -> dict:
     result = evaluate(ctx.path("store"), ctx.path("axis"), ctx.path("mapper"),
                       ctx.path("evaluate"), cfg, device=r.encoder.device, force=True,
                       progress=ctx.progress)
-    return {"n_clips": len(result["clips"]), "fidelity": result["fidelity"],
-            "monotonicity": result["monotonicity"]}
+    def value(cell):
+        return round(cell["value"], 3) if isinstance(cell, dict) and "value" in cell else "n/m"
+
+    fid = result["fidelity"]
+    return {"n_clips": len(result["clips"]),
+            **{f"round_trip_{k}": value(fid.get(k)) for k in ("mcd_db", "pesq", "stoi")},
+            **{f"rho_{m}_axis_projection": value(v.get("axis_projection"))
+               for m, v in result["monotonicity"].items()}}
 
 
 def stage_report(ctx: RunContext) -> dict:

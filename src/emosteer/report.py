@@ -48,6 +48,7 @@ RUN_FILE = "run.json"
 PROBE_FILES = ("probe/probe.json", "probe.json")
 EVALUATE_FILES = ("evaluate/evaluate.json", "evaluate.json")
 SWEEP_FILE = "steer/sweep.json"  # the pipeline's one-clip "listen to this" sweep
+TTS_FILE = "tts/sweep.json"  # the pipeline's TTS example, in the same format (delta = alpha)
 STUDY_FILES = ("study/analysis/analysis.json", "analysis/analysis.json", "analysis.json")
 # The plots emosteer.probe.run_probe writes (stem, caption); PNG preferred, SVG as fallback.
 PROBE_PLOTS = (("metrics_vs_layer", "every metric against layer, 95% CI bands; controls dashed"),
@@ -69,6 +70,8 @@ class RunInputs:
     sweep_path: Path | None
     study: dict | None
     study_path: Path | None
+    tts: dict | None = None
+    tts_path: Path | None = None
 
 
 def _first(run_dir: Path, candidates: tuple[str, ...]) -> Path | None:
@@ -94,12 +97,13 @@ def find_inputs(run_dir: str | os.PathLike) -> RunInputs:
     eval_path = _first(run_dir, EVALUATE_FILES)
     study_path = _first(run_dir, STUDY_FILES)
     sweep_path = _first(run_dir, (SWEEP_FILE,))
+    tts_path = _first(run_dir, (TTS_FILE,))
     if not any((run_path, probe_path, eval_path, study_path)):
         raise ArtifactError(f"{run_dir}: nothing to report (no {RUN_FILE}, probe.json, "
                             "evaluate.json or analysis.json)")
     return RunInputs(run_dir, _read_object(run_path), _read_object(probe_path), probe_path,
                      _read_object(eval_path), eval_path, _read_object(sweep_path), sweep_path,
-                     _read_object(study_path), study_path)
+                     _read_object(study_path), study_path, _read_object(tts_path), tts_path)
 
 
 def sweep_as_evaluation(sweep: Mapping[str, Any], src: str) -> dict[str, Any]:
@@ -121,7 +125,8 @@ def sweep_as_evaluation(sweep: Mapping[str, Any], src: str) -> dict[str, Any]:
 
 
 def sweep_section(sweep: Mapping[str, Any], src: str, base: Path, page_dir: Path,
-                  embed: bool) -> str:
+                  embed: bool, anchor: str = "steer", title: str = "Steering example",
+                  caption: str = "One clip, every mode and delta") -> str:
     ev = sweep_as_evaluation(sweep, src)
     if not (base / "input.wav").is_file():
         ev["clips"][0]["input"] = None
@@ -131,9 +136,11 @@ def sweep_section(sweep: Mapping[str, Any], src: str, base: Path, page_dir: Path
             for it in sweep["items"]]
     head = "".join(f"<th>{e(h)}</th>" for h in ("mode", "delta", "axis projection (re-encoded)"))
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return ('<section id="steer"><h2>Steering example</h2>'
-            + audio_grid(ev, src, AudioEmbedder(base, page_dir, embed),
-                         "One clip, every mode and delta", "steer-grid")
+    text = (f"<p>Text: {e(str(sweep['text']))} (delta column = alpha)</p>"
+            if sweep.get("text") else "")
+    return (f'<section id="{e(anchor)}"><h2>{e(title)}</h2>{text}'
+            + audio_grid(ev, src, AudioEmbedder(base, page_dir, embed), caption,
+                         f"{anchor}-grid")
             + f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>")
 
 
@@ -184,12 +191,21 @@ def render_page(inputs: RunInputs, page_dir: Path, embed_audio: bool = True,
         audio += _render(inputs.sweep_path, evaluate_audio,
                          sweep_as_evaluation(inputs.sweep, sweep_src),
                          inputs.sweep_path.parent, sweep_src)
+    if inputs.tts is not None and inputs.tts_path is not None:
+        audio += _render(inputs.tts_path, evaluate_audio,
+                         sweep_as_evaluation(inputs.tts, str(inputs.tts_path)),
+                         inputs.tts_path.parent, str(inputs.tts_path))
     embed = decide_embedding(audio, embed_audio, cap)
     if inputs.sweep is not None and inputs.sweep_path is not None:
         sections.append(_render(inputs.sweep_path, sweep_section, inputs.sweep,
                                 str(inputs.sweep_path), inputs.sweep_path.parent, page_dir,
                                 embed))
         nav.append(("steer", "Steering example"))
+    if inputs.tts is not None and inputs.tts_path is not None:
+        sections.append(_render(inputs.tts_path, sweep_section, inputs.tts, str(inputs.tts_path),
+                                inputs.tts_path.parent, page_dir, embed, "tts",
+                                "Text to speech example", "Piper synthesis steered at each alpha"))
+        nav.append(("tts", "TTS example"))
     if ev is not None and inputs.evaluate_path is not None:
         src = str(inputs.evaluate_path)
         base = inputs.evaluate_path.parent
