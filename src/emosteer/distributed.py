@@ -81,7 +81,9 @@ class Dist:
 
         # Without CUDA, torchrun-style launches (`--multi_gpu`) must use gloo on CPU; accelerate
         # would otherwise start every process as a lone world of one, all doing all the work.
-        state = PartialState(cpu=not torch.cuda.is_available())
+        # An explicit cpu=False would override the launcher's --cpu (ACCELERATE_USE_CPU).
+        forced = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+        state = PartialState(cpu=forced or not torch.cuda.is_available())
         use_bf16 = bf16 and state.device.type == "cuda"
         acc = Accelerator(mixed_precision="bf16" if use_bf16 else "no",
                           cpu=state.device.type == "cpu")
@@ -118,7 +120,15 @@ class Dist:
         return list(range(self.rank, n, self.world_size))
 
     def barrier(self) -> None:
-        if self.accelerator is not None:
+        if not self.distributed:
+            return
+        if self.device.startswith("cpu"):
+            # accelerate's wait_for_everyone passes device_ids, which makes torch run the gloo
+            # barrier on a CUDA device when one is visible: rank 1 on a one-GPU box then fails.
+            import torch.distributed as tdist
+
+            tdist.barrier()
+        else:
             self.accelerator.wait_for_everyone()
 
     def gather(self, obj: Any) -> list[Any]:
