@@ -238,3 +238,21 @@ def test_two_process_training_equals_one_process(tmp_path):
     # the comparison has teeth: training moved the weights well beyond the tolerance
     start = {k: v.numpy() for k, v in _net().state_dict().items()}
     assert max(np.abs(np.array(v) - start[k]).max() for k, v in one["weights"].items()) > 1e-2
+
+
+@pytest.mark.slow
+def test_two_process_train_mapper_cli(tmp_path, tiny_model_dir):
+    """The CLI end to end: sharded encoding into the shared cache, DDP, rank 0 writes."""
+    from emosteer.mapper import load_mapper
+
+    manifest = _corpus(tmp_path)
+    out = tmp_path / "mapper"
+    res = _launch([str(Path(sys.executable).parent / "emosteer"), "train-mapper", str(manifest),
+                   "--format", "csv", "--model", str(tiny_model_dir), "--layer", "2", "--out",
+                   str(out), "--mel", "ssl16k", "--hidden", "16", "--blocks", "1",
+                   "--batch-size", "2", "--epochs", "2", "--no-progress"])
+    assert res.stdout.count("2 epochs (max_epochs)") == 1  # only rank 0 reports
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["result"]["steps"] > 0 and report["n_train"] + report["n_val"] == 7
+    assert len(list((out / "cache").glob("*.safetensors"))) == 7  # each clip encoded once
+    assert load_mapper(out).config.layer == 2
