@@ -6,9 +6,12 @@ r"""`emosteer extract`: encode a corpus with an SSL model into an embedding stor
 Resumable: rerunning the same command after an interruption encodes only what is missing.
 -f discards an existing (finished or unfinished) store at --out and starts over.
 
-Distributed: the same command under `accelerate launch [--cpu] --num_processes N $(which emosteer)
-extract ...` shards the utterances over N processes (each on accelerate's device for it; --device
-is then ignored) and merges them into the same store one process would write.
+Distributed: the same command under `accelerate launch --multi_gpu --num_processes N
+$(which emosteer) extract ...` shards the utterances over N processes (each on accelerate's
+device for it; --device is then ignored) and merges them into the same store one process would
+write. On CPUs, N gloo processes come from the same launcher on a machine without CUDA or with
+ACCELERATE_USE_CPU=true (accelerate's `--cpu --num_processes N` starts one process unless MPI is
+set up). --out must be on a filesystem every process sees.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ OUT/checkpoint; encoded utterances are cached in OUT/cache. -f discards a finish
 its checkpoint (the cache is kept: its keys name everything it depends on). Fine-tune an
 existing mapper on unlabelled speech (e.g. a TTS voice) with --init MAPPER --extra-audio DIR.
 
-Distributed: the same command under `accelerate launch [--cpu] --num_processes N $(which emosteer)
-train-mapper ...` encodes the utterances sharded over the processes and trains with DDP
+Distributed: the same command under `accelerate launch --multi_gpu --num_processes N
+$(which emosteer) train-mapper ...` (CPUs: see `emosteer extract --help`) encodes the utterances sharded over the processes and trains with DDP
 (--batch-size is the global batch of one step; --grad-accum splits it into micro-batches; --bf16
 is bf16 mixed precision on CUDA and ignored on CPU). --device is then accelerate's per process.
 """
