@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -300,6 +301,9 @@ def load_encoder(name_or_path: str | os.PathLike, layers: Sequence[int] | None =
             model, info = AutoModel.from_pretrained(name, config=hf_cfg, output_loading_info=True)
         except (OSError, ValueError) as e:
             raise ConfigError(f"{name}: could not load the model weights ({e})") from e
+        except pickle.UnpicklingError as e:  # weights_only=True refused a pickled checkpoint
+            raise ConfigError(f"{name}: refused to load the weights: the checkpoint is a pickle "
+                              f"with more than tensors in it ({e})") from e
         missing = [k for k in info.get("missing_keys", []) if not k.endswith(_UNUSED_KEYS)]
         if missing:
             raise ConfigError(f"{name}: checkpoint lacks weights {missing[:5]}"

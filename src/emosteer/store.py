@@ -149,6 +149,10 @@ class EmbeddingStore:
         skipped = read_json(root / "skipped.json") if (root / "skipped.json").is_file() else []
         if not isinstance(index, list):
             raise ArtifactError(f"{root / 'index.json'}: expected a list of rows")
+        for i, row in enumerate(index):
+            if not isinstance(row, dict) or not isinstance(row.get("utt_id"), str):
+                raise ArtifactError(f"{root / 'index.json'}: row {i} is not an object with a "
+                                    "string utt_id")
         return cls(root, config, index, skipped)
 
     def __len__(self) -> int:
