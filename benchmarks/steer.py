@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--vocoders", default="V1,V3")
+    ap.add_argument("--vocoders", default="v1,v3")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     wav, what = speech(args.seconds)
