@@ -23,16 +23,7 @@ from emosteer.audio import (
     validate_audio,
 )
 from emosteer.errors import AudioError, ConfigError
-
-
-def sine(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def peak_freq(wav: np.ndarray, sr: int) -> float:
-    spec = np.abs(np.fft.rfft(wav * np.hanning(len(wav))))
-    return float(np.fft.rfftfreq(len(wav), 1 / sr)[np.argmax(spec)])
+from signals import peak_freq, sine
 
 
 def test_constants_agree():

@@ -16,19 +16,10 @@ from hypothesis import strategies as st
 
 from emosteer.audio import SAMPLE_RATE, iter_audio_chunks, load_audio
 from emosteer.errors import AudioError, EmosteerError
+from signals import peak_freq, sine
 
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def sine(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def peak_freq(wav: np.ndarray, sr: int) -> float:
-    spec = np.abs(np.fft.rfft(wav * np.hanning(len(wav))))
-    return float(np.fft.rfftfreq(len(wav), 1 / sr)[np.argmax(spec)])
 
 
 def drain(path: Path) -> np.ndarray:
