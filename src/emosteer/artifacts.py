@@ -86,11 +86,6 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-# The shared contract of this wave names the old private spelling; modules written against it
-# keep working until they switch to `jsonable`.
-_jsonable = jsonable
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write `obj` (dataclasses, numpy scalars and Paths allowed) as pretty JSON."""
     return atomic_write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=False) + "\n")

@@ -199,7 +199,7 @@ class _Clip:
 
 def adaptation_key(mapper_dir: Path, voice: Voice, synth: dict[str, Any], cfg: AdaptConfig) -> str:
     """Cache key: the base mapper's bytes, the voice, the synthesis settings and `cfg`."""
-    from emosteer.artifacts import _jsonable
+    from emosteer.artifacts import jsonable
     from emosteer.mapper import CONFIG_FILE, WEIGHTS_FILE
 
     digest = hashlib.sha256()
@@ -207,7 +207,7 @@ def adaptation_key(mapper_dir: Path, voice: Voice, synth: dict[str, Any], cfg: A
         digest.update((mapper_dir / name).read_bytes())
     ident = {"mapper": digest.hexdigest(), "backend": voice.backend, "voice": voice.name,
              "synth": synth, "adapt": cfg, "format": ADAPT_FORMAT}
-    blob = json.dumps(_jsonable(ident), sort_keys=True).encode()
+    blob = json.dumps(jsonable(ident), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
