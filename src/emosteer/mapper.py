@@ -158,15 +158,17 @@ class Mapper(nn.Module):
     def out_length(self, t_in: int) -> int:
         return out_frames(t_in, self.config.in_rate, self.config.out_rate)
 
-    def _resample(self, h: torch.Tensor, t_out: int,
-                  lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def _resample(self, h: torch.Tensor, t_out: int, lengths: torch.Tensor | None = None,
+                  grid: tuple[int, int] = (0, 0)) -> torch.Tensor:
         """Linear interpolation at fixed times: output frame j (centre (j + 0.5) / out_rate)
         reads input position (j + 0.5) * in_rate / out_rate - 0.5, clamped to each item's last
         valid frame. Unlike size-based F.interpolate the grid does not depend on the length,
-        so a padded batch, a training crop and a whole utterance all see the same mapping."""
+        so a padded batch, a training crop and a whole utterance all see the same mapping.
+        grid = (first_frame, m_lo): the input starts at global frame first_frame and output j
+        is global mel frame m_lo + j (a streaming window keeps the whole file's mel grid)."""
         b, c, t_in = h.shape
-        pos = (torch.arange(t_out, device=h.device, dtype=h.dtype) + 0.5) \
-            * (self.config.in_rate / self.config.out_rate) - 0.5
+        pos = (torch.arange(grid[1], grid[1] + t_out, device=h.device, dtype=h.dtype) + 0.5) \
+            * (self.config.in_rate / self.config.out_rate) - 0.5 - grid[0]
         last = torch.full((b, 1), t_in - 1, device=h.device) if lengths is None \
             else (lengths.to(h.device)[:, None] - 1)
         pos = torch.minimum(pos[None].clamp(min=0).expand(b, -1), last.to(h.dtype))
@@ -178,7 +180,10 @@ class Mapper(nn.Module):
         return h0 * (1 - w) + h1 * w
 
     def forward(self, x: torch.Tensor, prosody: torch.Tensor | None = None,
-                lengths: torch.Tensor | None = None) -> torch.Tensor:
+                lengths: torch.Tensor | None = None,
+                grid: tuple[int, int, int] | None = None) -> torch.Tensor:
+        """(B, D, T) frames -> (B, n_mels, T_out). `grid` = (first_frame, m_lo, m_hi) emits the
+        global mel frames [m_lo, m_hi) of frames that start at global SSL frame first_frame."""
         c = self.config
         if x.ndim != 3 or x.shape[1] != c.in_dim:
             raise ConfigError(f"mapper expects frames (B, {c.in_dim}, T), got {tuple(x.shape)}")
@@ -187,8 +192,8 @@ class Mapper(nn.Module):
             if prosody is None or prosody.shape != (x.shape[0], N_PROSODY, x.shape[2]):
                 raise ConfigError(f"this mapper needs prosody (B, {N_PROSODY}, T) aligned to the frames")
             h = h + self.prosody_proj(prosody)
-        t_out = self.out_length(x.shape[2])
-        h = self._resample(h, t_out, lengths)
+        t_out = self.out_length(x.shape[2]) if grid is None else grid[2] - grid[1]
+        h = self._resample(h, t_out, lengths, (0, 0) if grid is None else grid[:2])
         mask = None
         if lengths is not None:
             out_len = torch.tensor([self.out_length(int(n)) for n in lengths], device=h.device)

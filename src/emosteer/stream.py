@@ -40,10 +40,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emosteer.audio import CLIP_LEVEL, MIN_SAMPLES, SAMPLE_RATE, SILENCE_PEAK, SSL_HOP, rms_db
+from emosteer.audio import CLIP_LEVEL, MIN_SAMPLES, SAMPLE_RATE, SILENCE_PEAK, SSL_HOP
 from emosteer.errors import AudioError, ConfigError
 from emosteer.mapper import out_frames
 from emosteer.steer import MODES, VOICED_THRESHOLD, Steerer
+from emosteer.stream_compare import compare_outputs  # noqa: F401 - part of this module's API
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,6 @@ HOP_MS = 1000.0 * SSL_HOP / SAMPLE_RATE  # 20 ms: block, lookahead and context a
 # HiFi-GAN's conv_pre reaches 3 mel frames either side and its upsampling resblocks add under
 # one more; Griffin-Lim's 1024-sample window spans 4 hops. 4 frames covers both.
 VOCODER_CONTEXT_MEL_FRAMES = 4
-ACTIVE_RANGE_DB = 40.0  # compare_outputs: frames this far below the loudest one are pauses
 
 
 @dataclass(frozen=True)
@@ -309,30 +309,17 @@ def decode_on_grid(steerer: Steerer, frames: np.ndarray, tracks: np.ndarray, fir
     only every 5.12 s, so `Mapper.forward` on a crop would sample its interpolation at
     positions shifted by a fraction of a mel frame, and the vocoder would render a slightly
     different signal (measured: ~28 dB SNR against offline even with whole-file windows).
-    This is Mapper.forward with `Mapper._resample`'s positions taken on the global grid."""
+    `Mapper.forward(grid=...)` samples its interpolation on the global grid instead."""
     import torch
 
-    mp, c = steerer.mapper, steerer.mapper.config
-    device = next(mp.parameters()).device
+    device = next(steerer.mapper.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(frames.T, dtype=np.float32))[None].to(device)
-    with torch.inference_mode():
-        h = mp.in_proj(mp.in_norm(x))
-        if mp.prosody_proj is not None:
-            p = torch.from_numpy(np.ascontiguousarray(tracks, dtype=np.float32))[None]
-            h = h + mp.prosody_proj(p.to(device))
-        t = h.shape[2]
-        pos = (torch.arange(m_lo, m_hi, device=device, dtype=h.dtype) + 0.5) \
-            * (c.in_rate / c.out_rate) - 0.5 - first_frame
-        pos = pos.clamp(0, t - 1)
-        i0 = pos.floor().long()
-        i1 = torch.clamp(i0 + 1, max=t - 1)
-        w = pos - i0.to(h.dtype)
-        h = h[:, :, i0] * (1 - w) + h[:, :, i1] * w
-        for block in mp.blocks:
-            h = block(h)
-        if mp.transformer is not None:
-            h = mp.transformer(h.transpose(1, 2)).transpose(1, 2)
-        mel = mp.out_proj(mp.out_norm(h))
+    p = None
+    if steerer.mapper.config.use_prosody:
+        p = torch.from_numpy(np.ascontiguousarray(tracks, dtype=np.float32))[None].to(device)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                enabled=steerer.bf16):
+        mel = steerer.mapper(x, p, grid=(first_frame, m_lo, m_hi))
         return steerer.vocoder(mel.float())[0].float().cpu().numpy()
 
 
@@ -344,47 +331,3 @@ def decode_context_frames(steerer: Steerer) -> int:
     reach = sum(c.dilations[i % len(c.dilations)] * (c.kernel - 1) // 2 for i in range(c.n_blocks))
     mel_frames = reach + VOCODER_CONTEXT_MEL_FRAMES
     return int(math.ceil(mel_frames * c.in_rate / c.out_rate)) + 1
-
-
-def compare_outputs(streamed: np.ndarray, offline: np.ndarray, sr: int) -> dict[str, float]:
-    """How far a streamed output is from the offline one of the same input: mel-cepstral
-    distortion (dB, `emosteer.mapper.mel_cepstral_distortion` on log-mels at the vocoder's
-    22 kHz framing, or the 16 kHz SSL framing), waveform SNR (dB, offline as the reference;
-    low for Griffin-Lim output whose phase differs per window even when it sounds alike) and
-    the level difference (dB). MCD and SNR are taken after matching the RMS levels, and MCD
-    only over the offline output's active frames (within ACTIVE_RANGE_DB of its loudest):
-    the log-mel floor would otherwise turn a gain difference or a pause into distortion."""
-    from emosteer.mapper import mel_cepstral_distortion
-    from emosteer.mel import HIFIGAN_22K, SSL_16K, log_mel_spectrogram
-
-    cfg = {HIFIGAN_22K.sample_rate: HIFIGAN_22K, SSL_16K.sample_rate: SSL_16K}.get(sr)
-    if cfg is None:
-        raise ConfigError(f"compare_outputs: no mel framing for {sr} Hz (have 22050, 16000)")
-    n = min(len(streamed), len(offline))
-    a, b = np.asarray(streamed[:n], np.float32), np.asarray(offline[:n], np.float32)
-    level = rms_db(a) - rms_db(b)
-    a = a * np.float32(10 ** (-level / 20))
-    ma, mb = log_mel_spectrogram(a, cfg), log_mel_spectrogram(b, cfg)
-    power_db = 10 * np.log10(np.mean(np.exp(2 * mb), axis=0) + 1e-20)
-    active = power_db > power_db.max() - ACTIVE_RANGE_DB
-    mcd = mel_cepstral_distortion(ma[:, active], mb[:, active])
-    err = float(np.sum(np.square(a - b, dtype=np.float64)))
-    ref = float(np.sum(np.square(b, dtype=np.float64)))
-    return {"mcd_db": mcd, "snr_db": 10 * math.log10((ref + 1e-20) / (err + 1e-20)),
-            "level_db": level, "f0_diff_st": _f0_difference(a, b, sr)}
-
-
-def _f0_difference(a: np.ndarray, b: np.ndarray, sr: int) -> float:
-    """Median |F0 difference| in semitones over frames voiced in both (NaN if none): MCD on
-    resolved harmonics is very pitch-sensitive, so this says how much of it is pitch."""
-    from emosteer.correlates import extract_prosody, hz_to_st
-
-    try:
-        pa, pb = extract_prosody(a, sr), extract_prosody(b, sr)
-    except AudioError:
-        return float("nan")
-    n = min(len(pa.f0), len(pb.f0))
-    both = pa.voiced[:n] & pb.voiced[:n]
-    if not both.any():
-        return float("nan")
-    return float(np.median(np.abs(hz_to_st(pa.f0[:n][both]) - hz_to_st(pb.f0[:n][both]))))
