@@ -13,7 +13,6 @@ delta 0, and Spearman monotonicity against delta. Layout written under `out`:
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +32,13 @@ from emosteer.evaluate_metrics import (
     mean_cell,
     not_measured,
     spearman_cell,
+)
+from emosteer.evaluate_select import (  # noqa: F401 - clip selection is part of this API
+    clip_id,
+    delta_key,
+    resolve_speakers,
+    select_clips,
+    speaker_reference,
 )
 from emosteer.steer import MODES, SteerConfig, load_steerer
 
@@ -72,71 +78,6 @@ class EvaluateConfig:
             raise ConfigError(f"--modes {','.join(self.modes)}: expected some of {', '.join(MODES)}")
         if self.clips_per_speaker is not None and self.clips_per_speaker < 1:
             raise ConfigError(f"--clips-per-speaker {self.clips_per_speaker}: must be >= 1")
-
-
-@dataclass
-class _Clip:
-    id: str
-    row: dict
-    target_row: dict | None  # the paired real target-emotion recording, if any
-
-
-def delta_key(delta: float) -> str:
-    return f"{delta:+.2f}"
-
-
-def clip_id(utt_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", utt_id).strip("_.-")
-
-
-def resolve_speakers(requested, available) -> tuple[str, ...]:
-    """Match '07' or 'ravdess_07' to the store's names (which carry a corpus prefix)."""
-    out = []
-    for s in requested:
-        if s in available:
-            out.append(s)
-            continue
-        hits = [a for a in available if a.endswith(f"_{s}")]
-        if len(hits) != 1:
-            raise ConfigError(f"--speakers: {s!r} is not a speaker of the store "
-                              f"({', '.join(sorted(available)[:8])}, ...)")
-        out.append(hits[0])
-    return tuple(out)
-
-
-def select_clips(index, speakers, source, target, per_speaker, seed) -> list[_Clip]:
-    """Source-emotion clips of each held-out speaker, each paired with a real target-emotion
-    recording of the same speaker: same sentence (and intensity) when the corpus has one."""
-    rng = np.random.default_rng(seed)
-    clips = []
-    for spk in speakers:
-        rows = sorted((r for r in index if r["speaker"] == spk and r["emotion"] == source),
-                      key=lambda r: r["utt_id"])
-        targets = [r for r in index if r["speaker"] == spk and r["emotion"] == target]
-        if not rows:
-            raise ConfigError(f"speaker {spk}: no {source!r} clips in the store")
-        if per_speaker is not None and per_speaker < len(rows):
-            pick = sorted(rng.choice(len(rows), per_speaker, replace=False))
-            rows = [rows[i] for i in pick]
-        for r in rows:
-            def rank(t, r=r):
-                return (t.get("sentence") != r.get("sentence"),
-                        t.get("intensity") != r.get("intensity"), t["utt_id"])
-            best = min(targets, key=rank) if targets else None
-            clips.append(_Clip(clip_id(r["utt_id"]), r, best))
-    return clips
-
-
-def _speaker_reference(index, speaker, emotion) -> list[dict]:
-    """Correlates of every real clip of one speaker and emotion; unreadable clips skipped."""
-    out = []
-    for r in index:
-        if r["speaker"] == speaker and r["emotion"] == emotion:
-            try:
-                out.append(acoustic_correlates(load_audio(r["path"]), SAMPLE_RATE, r["path"]))
-            except AudioError as e:
-                log.warning("%s; skipped as a reference", e)
-    return out
 
 
 def _pool(hidden: np.ndarray, wav16: np.ndarray, pooling: str) -> np.ndarray:
@@ -266,7 +207,7 @@ def evaluate(store_dir, axis_dir, mapper_dir, out_dir, cfg: EvaluateConfig,
     spk_sim = SpeakerSimilarity()
     external = ExternalMetrics(cfg.ser, cfg.asr, cfg.mos, target)
     clips = select_clips(store.index, cfg.speakers, source, target, cfg.clips_per_speaker, cfg.seed)
-    refs = {s: (_speaker_reference(store.index, s, source), _speaker_reference(store.index, s, target))
+    refs = {s: (speaker_reference(store.index, s, source), speaker_reference(store.index, s, target))
             for s in cfg.speakers}
     gap_reason = None if all(a and b for a, b in refs.values()) else \
         f"a held-out speaker lacks real {source} or {target} recordings"
