@@ -24,8 +24,8 @@ from emosteer.mapper import (
     mel_cepstral_distortion,
     out_frames,
     prepare_examples,
-    train_mapper,
 )
+from emosteer.mapper_train import train_mapper
 from emosteer.mel import HIFIGAN_22K, SSL_16K
 from emosteer.training import TrainConfig
 

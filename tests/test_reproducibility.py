@@ -19,7 +19,8 @@ from emosteer.axes import EmotionAxis, build_axis
 from emosteer.corpora import Utterance
 from emosteer.encoders import load_encoder
 from emosteer.extract import extract_store
-from emosteer.mapper import MapperConfig, prepare_examples, train_mapper
+from emosteer.mapper import MapperConfig, prepare_examples
+from emosteer.mapper_train import train_mapper
 from emosteer.mel import SSL_16K
 from emosteer.training import TrainConfig
 

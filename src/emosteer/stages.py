@@ -87,7 +87,8 @@ def stage_probe(ctx: RunContext) -> dict:
 
 
 def stage_mapper(ctx: RunContext) -> dict:
-    from emosteer.mapper import MapperConfig, prepare_examples, train_mapper
+    from emosteer.mapper import MapperConfig, prepare_examples
+    from emosteer.mapper_train import train_mapper
     from emosteer.mel import HIFIGAN_22K
     from emosteer.training import TrainConfig
 

@@ -225,7 +225,8 @@ def adapt_mapper(mapper_dir: str | os.PathLike, voice: Voice, cfg: AdaptConfig,
     from emosteer.artifacts import provenance, read_json, write_json
     from emosteer.audio import save_audio
     from emosteer.encoders import load_encoder
-    from emosteer.mapper import evaluate_mcd, load_mapper, prepare_examples, train_mapper
+    from emosteer.mapper import evaluate_mcd, load_mapper, prepare_examples
+    from emosteer.mapper_train import train_mapper
     from emosteer.training import TrainConfig
     from emosteer.tts import synthesize
 

@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
         WEIGHTS_FILE,
         MapperConfig,
         prepare_examples,
-        train_mapper,
     )
+    from emosteer.mapper_train import train_mapper
     from emosteer.mel import HIFIGAN_22K, SSL_16K
     from emosteer.training import TrainConfig
 
