@@ -25,6 +25,7 @@ from emosteer.mapper import (
     out_frames,
     prepare_examples,
 )
+from emosteer.mapper_data import mean_mel_mcd
 from emosteer.mapper_train import train_mapper
 from emosteer.mel import HIFIGAN_22K, SSL_16K
 from emosteer.training import TrainConfig
@@ -296,3 +297,17 @@ def test_cli_train_mapper_rejects_bad_arguments(tmp_path, tiny_model_dir, capsys
     assert main(base + [str(manifest), "--format", "csv", "--speakers", "spk0",
                         "--test-speakers", "spk0"]) == 2
     assert "overlap" in capsys.readouterr().err
+
+
+def test_mean_mel_baseline():
+    rng = np.random.default_rng(0)
+
+    def ex(mel):
+        return MapperExample("u", "s", np.zeros((4, 8), np.float32), np.zeros((3, 4), np.float32),
+                             mel.astype(np.float32))
+
+    flat = np.tile(rng.normal(size=(80, 1)), (1, 20))
+    assert mean_mel_mcd([ex(flat)], [ex(flat)]) == pytest.approx(0.0, abs=1e-4)  # float32 mels
+    varied = flat + rng.normal(size=flat.shape)
+    assert mean_mel_mcd([ex(flat)], [ex(varied)]) > 1.0
+    assert np.isnan(mean_mel_mcd([], [ex(flat)]))

@@ -190,3 +190,13 @@ def evaluate_mcd(model: torch.nn.Module, examples) -> float:
             p = torch.from_numpy(e.prosody[None].copy()) if model.config.use_prosody else None
             scores.append(mel_cepstral_distortion(model(x, p)[0].numpy(), e.mel))
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def mean_mel_mcd(train_examples, examples) -> float:
+    """The baseline for `evaluate_mcd`: MCD of predicting the training set's average log-mel
+    per band for every frame (what a mapper that ignores its input would score)."""
+    if not train_examples or not examples:
+        return float("nan")
+    mean = np.mean(np.concatenate([e.mel for e in train_examples], axis=1), axis=1, keepdims=True)
+    return float(np.mean([mel_cepstral_distortion(np.repeat(mean, e.mel.shape[1], axis=1), e.mel)
+                          for e in examples]))

@@ -13,7 +13,7 @@ from torch import nn
 from emosteer.artifacts import provenance
 from emosteer.errors import ConfigError
 from emosteer.mapper import Mapper, MapperConfig, load_mapper, mapper_loss
-from emosteer.mapper_data import collate_examples, evaluate_mcd
+from emosteer.mapper_data import collate_examples, evaluate_mcd, mean_mel_mcd
 
 
 def _batch_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -94,6 +94,8 @@ def train_mapper(examples, cfg: MapperConfig, out_dir: str | Path, *, train_cfg=
               "val_mcd_db": evaluate_mcd(model, val_set) if val_set else None,
               "test_speakers": sorted({e.speaker for e in test_examples}),
               "test_mcd_db": evaluate_mcd(model, test_examples) if test_examples else None,
+              "test_mean_mel_mcd_db": (mean_mel_mcd(train_set, test_examples)
+                                       if test_examples else None),
               "init": str(init) if init else None, "provenance": provenance()}
     write_json(out_dir / "train_report.json", report)
     return model, report

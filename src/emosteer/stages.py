@@ -109,7 +109,7 @@ def stage_mapper(ctx: RunContext) -> dict:
                             seed=ctx.recipe.encoder.seed)
     _, report = train_mapper(examples, cfg, ctx.path("mapper"), train_cfg=train_cfg,
                              test_examples=tests, resume=not ctx.force, progress=ctx.progress)
-    return {k: report[k] for k in ("val_mcd_db", "test_mcd_db", "n_train", "n_val",
+    return {k: report[k] for k in ("val_mcd_db", "test_mcd_db", "test_mean_mel_mcd_db", "n_train", "n_val",
                                    "train_speakers", "val_speakers", "test_speakers")}
 
 

@@ -199,5 +199,7 @@ def run(args: argparse.Namespace) -> int:
     for key in ("val", "test"):
         if report[f"{key}_mcd_db"] is not None:
             line += f"; {key} MCD {report[f'{key}_mcd_db']:.2f} dB"
+    if report.get("test_mean_mel_mcd_db") is not None:
+        line += f" (mean-mel baseline {report['test_mean_mel_mcd_db']:.2f} dB)"
     print(line)
     return 0
