@@ -98,7 +98,7 @@ def timed(fn, clips, warm):
 
 def rss_child(path: str, device: str) -> None:
     """Runs in a fresh process: encode one long file, report peak RSS."""
-    from emosteer.encoders import load_encoder
+    from emosteer.embeddings.encoders import load_encoder
 
     with tempfile.TemporaryDirectory() as d:
         enc = load_encoder(model_dir(Path(d)), layers=[LAYER], device=device, random_init=True,
@@ -126,7 +126,7 @@ def main() -> int:
         return 0
 
     from emosteer.audio import save_audio
-    from emosteer.encoders import load_encoder
+    from emosteer.embeddings.encoders import load_encoder
 
     clips = make_clips(args.seconds)
     warm = clips[:1]

@@ -42,7 +42,7 @@ def synthetic_corpus(n_layers: int = 13, n_clips: int = 480, dim: int = 768,
 
 
 def synthetic_store(out: Path, n_layers: int, n_clips: int, dim: int):
-    from emosteer.store import EmbeddingStore, StoreConfig, write_store
+    from emosteer.embeddings.store import EmbeddingStore, StoreConfig, write_store
 
     layers, spk, emo = synthetic_corpus(n_layers, n_clips, dim)
     index = [{"utt_id": f"synth/{i:04d}", "speaker": s, "emotion": e, "corpus": "synth"}
@@ -54,7 +54,7 @@ def synthetic_store(out: Path, n_layers: int, n_clips: int, dim: int):
 
 
 def main() -> None:
-    from emosteer.probe import run_probe
+    from emosteer.evaluation.probe import run_probe
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=13)

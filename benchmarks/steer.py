@@ -24,13 +24,13 @@ import torch
 
 from emosteer.audio import SAMPLE_RATE, load_audio
 from emosteer.axes import wrap_vector
-from emosteer.encoders import load_encoder
-from emosteer.encoders_fallback import architecture_dir
+from emosteer.embeddings.encoders import load_encoder
+from emosteer.embeddings.fallback import architecture_dir
 from emosteer.errors import EmosteerError
-from emosteer.hifigan import VERSIONS
-from emosteer.mapper import Mapper, MapperConfig
-from emosteer.steer import SteerConfig, Steerer
-from emosteer.vocoders import HiFiGAN
+from emosteer.synthesis.hifigan import VERSIONS
+from emosteer.synthesis.mapper import Mapper, MapperConfig
+from emosteer.steering.steer import SteerConfig, Steerer
+from emosteer.synthesis.vocoders import HiFiGAN
 
 LAYER = 5
 SHARED_RAVDESS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ravdess"
@@ -50,7 +50,7 @@ def speech(seconds: float) -> tuple[np.ndarray, str]:
     from emosteer.audio import resample
 
     try:
-        from emosteer.tts import synthesize
+        from emosteer.tts.backends import synthesize
 
         text = "The meeting starts at nine tomorrow morning, so please be on time. " * 4
         wav, sr = synthesize(text, backend="piper")

@@ -26,14 +26,15 @@ import torch
 from steer import speech  # benchmarks/steer.py: RAVDESS, else Piper, else a synthetic signal
 
 from emosteer.axes import wrap_vector
-from emosteer.encoders import load_encoder
-from emosteer.encoders_fallback import architecture_dir
-from emosteer.hifigan import VERSIONS
-from emosteer.mapper import Mapper, MapperConfig, load_mapper
-from emosteer.prosody import ProsodyDelta
-from emosteer.steer import SteerConfig, Steerer
-from emosteer.stream import StreamConfig, StreamingSteerer, compare_outputs
-from emosteer.vocoders import GriffinLim, HiFiGAN
+from emosteer.embeddings.encoders import load_encoder
+from emosteer.embeddings.fallback import architecture_dir
+from emosteer.synthesis.hifigan import VERSIONS
+from emosteer.synthesis.mapper import Mapper, MapperConfig, load_mapper
+from emosteer.prosody.world import ProsodyDelta
+from emosteer.steering.steer import SteerConfig, Steerer
+from emosteer.steering.stream import StreamConfig, StreamingSteerer
+from emosteer.steering.compare import compare_outputs
+from emosteer.synthesis.vocoders import GriffinLim, HiFiGAN
 
 LAYER = 5
 SEED = 0

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from emosteer.hifigan import VERSIONS
-from emosteer.mel import HIFIGAN_22K, SSL_16K, MelConfig, log_mel_spectrogram, n_frames
-from emosteer.vocoders import GriffinLim, HiFiGAN
+from emosteer.synthesis.hifigan import VERSIONS
+from emosteer.synthesis.mel import HIFIGAN_22K, SSL_16K, MelConfig, log_mel_spectrogram, n_frames
+from emosteer.synthesis.vocoders import GriffinLim, HiFiGAN
 
 SEED = 0
 LOG_MEL_MEAN = -5.0  # a plausible speech level, so Griffin-Lim's NNLS sees realistic magnitudes

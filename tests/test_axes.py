@@ -18,6 +18,7 @@ from emosteer.axes import (
     wrap_vector,
 )
 from emosteer.cli import main
+from emosteer.embeddings import store as store_mod
 from emosteer.errors import ArtifactError, ConfigError
 
 HOLDOUT = ("ravdess_07", "ravdess_08")
@@ -172,7 +173,7 @@ def test_wrap_vector_and_cli_from_npy(tmp_path, capsys):
     assert out["axes"][0]["config"]["origin"] == "npy"
     back = EmotionAxis.load(tmp_path / "ax")
     np.testing.assert_array_equal(back.vector, v)
-    assert back.config.layer == 5 and back.config.model == "facebook/wav2vec2-base"
+    assert back.config.layer == 5 and back.config.encoder.model == "facebook/wav2vec2-base"
     assert main(args) == 2  # refuses to overwrite without -f
     assert "already exists" in capsys.readouterr().err
     assert main(args + ["-f"]) == 0
@@ -184,7 +185,7 @@ def test_wrap_vector_and_cli_from_npy(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def real_store(real_embeddings, tmp_path_factory):
-    store = pytest.importorskip("emosteer.store")
+    store = store_mod
     out = tmp_path_factory.mktemp("store") / "w2v2-l5"
     store.import_embeddings(real_embeddings / "embeddings.npy", real_embeddings / "index.csv",
                             5, out, model="facebook/wav2vec2-base")
@@ -209,7 +210,7 @@ def test_cli_axis_json_matches_numpy_and_sklearn(real_store, real, tmp_path, cap
     np.testing.assert_allclose(axis.vector, v, atol=1e-6)
     assert rep["diagnostics"]["norm"] == pytest.approx(np.linalg.norm(v), abs=1e-6)
     assert axis.config.speakers == tuple(train)
-    assert axis.config.model == "facebook/wav2vec2-base" and axis.config.layer == 5
+    assert axis.config.encoder.model == "facebook/wav2vec2-base" and axis.config.layer == 5
     assert axis.config.pooling == "norm"
 
 
@@ -229,7 +230,7 @@ def test_cli_axis_multi_target_and_errors(real_store, tmp_path, capsys):
 
 
 def test_cli_axis_directory_of_axes(tmp_path, capsys):
-    store = pytest.importorskip("emosteer.store")
+    store = store_mod
     rng = np.random.default_rng(0)
     rows = [{"speaker": f"s{s}", "emotion": e} for s in range(3)
             for e in ("neutral", "angry", "sad") for _ in range(2)]

@@ -22,8 +22,8 @@ import torch
 
 from emosteer.audio import SAMPLE_RATE, save_audio
 from emosteer.distributed import LAUNCH_ENV, Dist, launched, select_rows
+from emosteer.embeddings.store import EmbeddingStore
 from emosteer.errors import ConfigError
-from emosteer.store import EmbeddingStore
 from emosteer.training import TrainConfig, fit
 
 ACCELERATE = Path(sys.executable).parent / "accelerate"
@@ -243,7 +243,7 @@ def test_two_process_training_equals_one_process(tmp_path):
 @pytest.mark.slow
 def test_two_process_train_mapper_cli(tmp_path, tiny_model_dir):
     """The CLI end to end: sharded encoding into the shared cache, DDP, rank 0 writes."""
-    from emosteer.mapper import load_mapper
+    from emosteer.synthesis.mapper import load_mapper
 
     manifest = _corpus(tmp_path)
     out = tmp_path / "mapper"

@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import tempfile
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,24 +104,60 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ArtifactError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
 
 
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass in a field type `X` or `X | None` (Optional[X]), else None."""
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return tp
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(args) == 1 and dataclasses.is_dataclass(args[0]) and isinstance(args[0], type):
+        return args[0]
+    return None
+
+
 def config_from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config") -> T:
-    """Build frozen dataclass `cls` from a dict, rejecting unknown keys (no silent drift)."""
+    """Build frozen dataclass `cls` from a dict, rejecting unknown keys (no silent drift).
+    Fields typed as a dataclass (or an optional one) are built from nested dicts the same way."""
+    if not isinstance(data, Mapping):
+        raise ArtifactError(f"{source}: expected an object for {cls.__name__}, got "
+                            f"{type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
         raise ArtifactError(f"{source}: unknown keys for {cls.__name__}: {sorted(unknown)}")
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an unresolvable annotation: fall back to the raw strings
+        hints = {}
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             v = data[f.name]
+            sub = _dataclass_of(hints.get(f.name))
+            if sub is not None and isinstance(v, Mapping):
+                v = config_from_dict(sub, v, source=f"{source}: {f.name}")
             # JSON has no tuples; frozen configs use tuples for sequences.
-            if isinstance(v, list) and "tuple" in str(f.type):
+            elif isinstance(v, list) and "tuple" in str(hints.get(f.name, f.type)):
                 v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
             kwargs[f.name] = v
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ArtifactError(f"{source}: invalid {cls.__name__}: {e}") from e
+
+
+def nest_flat(data: Mapping[str, Any], name: str, moves: Mapping[str, str],
+              extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Migrate a flat (0.1.0) config dict: move keys `moves` (old -> new) into a nested dict
+    under `name`, plus `extra` defaults; a dict that already has `name` is returned as is."""
+    data = dict(data)
+    if name in data or not any(k in data for k in moves):
+        return data
+    nested = dict(extra or {})
+    for old, new in moves.items():
+        if old in data:
+            nested[new] = data.pop(old)
+    data[name] = nested
+    return data
 
 
 def save_config(cfg: Any, path: str | os.PathLike) -> Path:
@@ -131,6 +168,9 @@ def load_config(cls: type[T], path: str | os.PathLike) -> T:
     data = read_json(path)
     if not isinstance(data, dict):
         raise ArtifactError(f"{path}: expected a JSON object")
+    migrate = getattr(cls, "migrate", None)  # a config that changed layout reads the old one
+    if migrate is not None:
+        data = migrate(data)
     return config_from_dict(cls, data, source=str(path))
 
 

@@ -13,8 +13,8 @@ All core functions are pure over arrays (X (N, D), speakers (N,), emotions (N,))
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,14 @@ from emosteer import __version__
 from emosteer.artifacts import (
     config_from_dict,
     load_tensors,
+    nest_flat,
     provenance,
     read_json,
     save_tensors,
     write_json,
 )
 from emosteer.audio import SAMPLE_RATE, SSL_FRAME_RATE
+from emosteer.embeddings.encoders import EncoderIdentity
 from emosteer.errors import ArtifactError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,9 @@ MIN_NORM = 1e-8
 
 @dataclass(frozen=True)
 class AxisConfig:
-    """What an axis belongs to: it only makes sense with the same model, layer and pooling."""
+    """What an axis belongs to: it only makes sense with the same encoder, layer and pooling."""
 
-    model: str
+    encoder: EncoderIdentity
     layer: int
     source: str
     target: str
@@ -58,6 +60,11 @@ class AxisConfig:
     speakers: tuple[str, ...] = ()
     origin: str = "store"  # "store": computed here; "npy": a wrapped bare vector
     emosteer_version: str = __version__
+
+    @staticmethod
+    def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
+        """A 0.1.0 axis config (only the model's name) -> this layout; the rest is unknown."""
+        return nest_flat(data, "encoder", {"model": "model"}, extra={"random_init": None})
 
 
 @dataclass(frozen=True)
@@ -208,6 +215,7 @@ class EmotionAxis:
     vector: np.ndarray
     config: AxisConfig
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = field(default=None, repr=False, compare=False)  # where it was loaded from
 
     def __post_init__(self) -> None:
         self.vector = np.asarray(self.vector, dtype=np.float32).reshape(-1)
@@ -237,7 +245,7 @@ class EmotionAxis:
         X = np.asarray(X)
         if X.shape[-1] != self.config.dim:
             raise ConfigError(f"features have {X.shape[-1]} dims, the axis has {self.config.dim} "
-                              f"({self.config.model} layer {self.config.layer})")
+                              f"({self.config.encoder.model} layer {self.config.layer})")
         return X @ self.unit
 
     def steer(self, frames, delta: float) -> np.ndarray:
@@ -245,7 +253,7 @@ class EmotionAxis:
         frames = np.asarray(frames)
         if frames.shape[-1] != self.config.dim:
             raise ConfigError(f"frames have {frames.shape[-1]} dims, the axis has "
-                              f"{self.config.dim} ({self.config.model} layer {self.config.layer})")
+                              f"{self.config.dim} ({self.config.encoder.model} layer {self.config.layer})")
         shift = (float(delta) * self.calibration) * self.unit
         return (frames + shift).astype(frames.dtype if frames.dtype.kind == "f" else np.float32)
 
@@ -253,7 +261,7 @@ class EmotionAxis:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         save_tensors(out / AXIS_TENSORS, {"vector": self.vector},
-                     metadata={"model": self.config.model, "layer": str(self.config.layer)})
+                     metadata={"model": self.config.encoder.model, "layer": str(self.config.layer)})
         write_json(out / AXIS_JSON, {"config": self.config, "diagnostics": self.diagnostics,
                                      "provenance": provenance()})
         return out
@@ -267,35 +275,36 @@ class EmotionAxis:
         meta = read_json(meta_path)
         if not isinstance(meta, dict) or "config" not in meta:
             raise ArtifactError(f"{meta_path}: missing 'config'")
-        cfg = config_from_dict(AxisConfig, meta["config"], source=str(meta_path))
+        if not isinstance(meta["config"], dict):
+            raise ArtifactError(f"{meta_path}: 'config' is not an object")
+        cfg = config_from_dict(AxisConfig, AxisConfig.migrate(meta["config"]),
+                               source=str(meta_path))
         tensors = load_tensors(path / AXIS_TENSORS)
         if "vector" not in tensors:
             raise ArtifactError(f"{path / AXIS_TENSORS}: no 'vector' tensor")
-        return cls(tensors["vector"], cfg, dict(meta.get("diagnostics") or {}))
+        return cls(tensors["vector"], cfg, dict(meta.get("diagnostics") or {}), path=path)
 
 
-def wrap_vector(vector, model: str, layer: int, source: str, target: str,
+def wrap_vector(vector, model: str | EncoderIdentity, layer: int, source: str, target: str,
                 calibration: float | None = None, **config: Any) -> EmotionAxis:
     """Bind a bare vector (e.g. the seed's emotion_axis_layer5.npy) to its model and layer.
 
     Without data its calibration is unknown: by default delta = 1 adds the vector itself,
-    which is what the seed did."""
+    which is what the seed did. `model` is the encoder's identity, or just its name."""
+    encoder = model if isinstance(model, EncoderIdentity) else EncoderIdentity(str(model),
+                                                                                random_init=None)
     v = np.asarray(vector, dtype=np.float32).reshape(-1)
     norm = float(np.linalg.norm(v))
     diagnostics = {"norm": norm, "calibration": norm if calibration is None else float(calibration)}
-    cfg = AxisConfig(model=model, layer=int(layer), source=source, target=target, dim=v.shape[0],
+    cfg = AxisConfig(encoder=encoder, layer=int(layer), source=source, target=target, dim=v.shape[0],
                      origin="npy", **config)
     return EmotionAxis(v, cfg, diagnostics)
 
 
-def replace_config(axis: EmotionAxis, **changes: Any) -> EmotionAxis:
-    return EmotionAxis(axis.vector, dataclasses.replace(axis.config, **changes), axis.diagnostics)
-
-
 def store_meta(store) -> dict[str, Any]:
-    """Model/pooling/rates an axis inherits from the store it was built from."""
+    """Encoder identity, pooling and rates an axis inherits from the store it was built from."""
     cfg = store.config
-    meta = {"model": str(getattr(cfg, "model", "unknown"))}
+    meta: dict[str, Any] = {"encoder": cfg.encoder}
     for name in ("sample_rate", "frame_rate", "pooling"):
         if getattr(cfg, name, None) is not None:
             meta[name] = getattr(cfg, name)

@@ -33,6 +33,8 @@ from typing import Any
 
 import torch
 
+from emosteer.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # `accelerate launch` exports this for every launcher (simple, multi-CPU, multi-GPU); its
@@ -76,8 +78,6 @@ class Dist:
         if not launched():
             return cls(None, device)
         from accelerate import Accelerator, PartialState
-
-        from emosteer.errors import ConfigError
 
         # Without CUDA, torchrun-style launches (`--multi_gpu`) must use gloo on CPU; accelerate
         # would otherwise start every process as a lone world of one, all doing all the work.

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from emosteer.artifacts import atomic_write_bytes, read_json, write_json
+from emosteer.distributed import Dist, select_rows
 from emosteer.errors import ArtifactError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,6 @@ def fit(model: torch.nn.Module, train_items: Sequence, val_items: Sequence, *,
     is empty). `callback(meta)` is called after each checkpoint is committed. `dist`
     (emosteer.distributed.Dist) runs the loop data-parallel; None is one plain process."""
     from tqdm import tqdm
-
-    from emosteer.distributed import Dist, select_rows
 
     dist = dist or Dist()
     ckpt_dir = Path(ckpt_dir)

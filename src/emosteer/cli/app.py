@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 
-from emosteer.app import AppConfig
+from emosteer.app.core import AppConfig
 from emosteer.cli._common import add_device
 
 log = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
-    from emosteer.app import SteeringApp, parse_axis_specs
-    from emosteer.app_ui import launch, upload_roots
+    from emosteer.app.core import SteeringApp, parse_axis_specs
+    from emosteer.app.ui import launch, upload_roots
 
     cfg = AppConfig(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                     concurrency=args.concurrency, queue_size=args.queue_size,

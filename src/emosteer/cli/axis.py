@@ -85,7 +85,7 @@ def _wrap(args, targets: tuple[str, ...]) -> list[dict]:
 
 def _from_store(args, targets: tuple[str, ...]) -> list[dict]:
     from emosteer.axes import build_axis, holdout_auc
-    from emosteer.store import EmbeddingStore
+    from emosteer.embeddings.store import EmbeddingStore
 
     if args.calibration is not None or args.model:
         raise ConfigError("--model/--calibration only apply with --from-npy")

@@ -10,7 +10,7 @@ from emosteer.cli._common import add_force
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from emosteer.corpora import count_table, format_table, scan_corpus
+    from emosteer.corpora.formats import count_table, format_table, scan_corpus
 
     utts = scan_corpus(args.root, args.format)
     table = count_table(utts)
@@ -25,7 +25,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from emosteer.download import SOURCES, download_corpus
+    from emosteer.corpora.download import SOURCES, download_corpus
 
     source = SOURCES[args.name]
     print(f"{source.name}: {source.description}; licence {source.licence}", file=sys.stderr)
@@ -38,8 +38,8 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from emosteer.corpora import FORMATS
-    from emosteer.download import SOURCES
+    from emosteer.corpora.download import SOURCES
+    from emosteer.corpora.formats import FORMATS
 
     p = subparsers.add_parser("corpus", help="inspect or download an emotional speech corpus")
     sub = p.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND", required=True)

@@ -66,7 +66,7 @@ def _fmt(cell: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from emosteer.artifacts import refuse_overwrite
-    from emosteer.evaluate import EVALUATE_JSON, EvaluateConfig, evaluate
+    from emosteer.evaluation.evaluate import EVALUATE_JSON, EvaluateConfig, evaluate
 
     modes = parse_list(args.modes)
     if any(m in ("latent", "both") for m in modes) and args.mapper is None:

@@ -53,10 +53,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emosteer.corpora import scan_corpus
+    from emosteer.corpora.formats import scan_corpus
     from emosteer.distributed import Dist
-    from emosteer.encoders import load_encoder
-    from emosteer.extract import extract_store
+    from emosteer.embeddings.encoders import load_encoder
+    from emosteer.embeddings.extract import extract_store
 
     layers = parse_layers(args.layers) if args.layers else None
     frame_layers = parse_layers(args.frame_layers) if args.frame_layers else ()

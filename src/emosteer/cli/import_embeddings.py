@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emosteer.store import import_embeddings
+    from emosteer.embeddings.store import import_embeddings
 
     if args.layer < 0:
         raise ConfigError(f"--layer {args.layer}: must be non-negative")

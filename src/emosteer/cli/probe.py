@@ -31,7 +31,7 @@ OUTPUTS = ("probe.json", "metrics_vs_layer.png", "scatter_best_layer.png", "axis
 
 
 def register(subparsers) -> None:
-    from emosteer.probe import N_BOOT
+    from emosteer.evaluation.probe import N_BOOT
 
     p = subparsers.add_parser(
         "probe", help="layer sweep: linear probe, axis consistency/AUC, silhouette with CIs",
@@ -71,7 +71,7 @@ def parse_controls(items) -> tuple[tuple[str, ...], dict[str, Path]]:
     """(names of controls to build, {name: store dir}) from `--controls` items and
     `--control-store` values. An item without '=' is a control name if it is one of
     CONTROLS, else a directory named after itself."""
-    from emosteer.probe_controls import CONTROLS
+    from emosteer.evaluation.controls import CONTROLS
 
     names: list[str] = []
     dirs: dict[str, Path] = {}
@@ -113,9 +113,9 @@ def summary(report: dict) -> dict:
 
 def run(args) -> int:
     from emosteer.artifacts import jsonable
-    from emosteer.probe import run_probe
-    from emosteer.probe_controls import CONTROLS_DIR, build_controls
-    from emosteer.store import EmbeddingStore
+    from emosteer.embeddings.store import EmbeddingStore
+    from emosteer.evaluation.controls import CONTROLS_DIR, build_controls
+    from emosteer.evaluation.probe import run_probe
 
     if args.n_boot < 0:
         raise ConfigError(f"--n-boot {args.n_boot}: must be >= 0")
@@ -152,8 +152,8 @@ def run(args) -> int:
 
 
 def run_mfcc_store(args) -> int:
-    from emosteer.corpora import scan_corpus
-    from emosteer.probe_controls import mfcc_store
+    from emosteer.corpora.formats import scan_corpus
+    from emosteer.evaluation.controls import mfcc_store
 
     refuse_overwrite(args.out / "store.json", args.force)
     store = mfcc_store(scan_corpus(args.corpus, args.format), args.out, force=args.force)

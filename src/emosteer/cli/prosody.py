@@ -68,7 +68,7 @@ def run_measure(args) -> int:
     from tqdm import tqdm
 
     from emosteer.audio import SAMPLE_RATE, load_audio
-    from emosteer.prosody import CORRELATE_KEYS, acoustic_correlates
+    from emosteer.prosody.correlates import CORRELATE_KEYS, acoustic_correlates
 
     failed = 0
     rows = []
@@ -91,9 +91,8 @@ def run_measure(args) -> int:
 
 
 def run_learn(args) -> int:
-    # corpora.py is another module of this package (contract in docs/design.md).
-    from emosteer.corpora import normalize_emotion, scan_corpus
-    from emosteer.prosody import learn_prosody_delta
+    from emosteer.corpora.formats import normalize_emotion, scan_corpus
+    from emosteer.prosody.world import learn_prosody_delta
 
     source, target = normalize_emotion(args.source), normalize_emotion(args.target)
     if source == target:
@@ -122,7 +121,7 @@ def run_learn(args) -> int:
 
 def run_apply(args) -> int:
     from emosteer.audio import audio_info, load_audio, save_audio
-    from emosteer.prosody import ProsodyDelta, apply_prosody
+    from emosteer.prosody.world import ProsodyDelta, apply_prosody
 
     if not math.isfinite(args.scale):
         raise ConfigError(f"--scale {args.scale}: expected a finite number")

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emosteer.artifacts import refuse_overwrite
-    from emosteer.report import PAGE_FILE, build_report
+    from emosteer.report.build import PAGE_FILE, build_report
 
     out = args.out if args.out is not None else args.run_dir / PAGE_FILE
     refuse_overwrite(out, args.force)

@@ -42,7 +42,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict]:
 def _apply(recipe, overrides: dict):
     import dataclasses
 
-    from emosteer.recipe import recipe_from_dict
+    from emosteer.pipeline.recipe import recipe_from_dict
 
     data = dataclasses.asdict(recipe)
     for section, values in overrides.items():
@@ -56,7 +56,7 @@ def _apply(recipe, overrides: dict):
 
 
 def _execute(recipe, out: Path, args: argparse.Namespace) -> int:
-    from emosteer.pipeline import run_pipeline
+    from emosteer.pipeline.run import run_pipeline
 
     state = run_pipeline(recipe, out, force=args.force, progress=not args.no_progress,
                          stop_after=args.stop_after)
@@ -70,7 +70,7 @@ def _execute(recipe, out: Path, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emosteer.recipe import load_recipe
+    from emosteer.pipeline.recipe import load_recipe
 
     recipe = _apply(load_recipe(args.recipe), parse_overrides(args.set))
     out = Path(args.out) if args.out else Path("runs") / recipe.name
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from emosteer.recipe import load_recipe
+    from emosteer.pipeline.recipe import load_recipe
 
     overrides = parse_overrides(args.set)
     if args.model:

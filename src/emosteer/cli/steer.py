@@ -1,4 +1,4 @@
-"""`emosteer steer`: push a recording along an emotion axis (the seed's emotion_steer_final.py)."""
+"""`emosteer steer`: push a recording along an emotion axis (latent arithmetic on SSL frames, WORLD prosody, or both)."""
 
 from __future__ import annotations
 
@@ -46,74 +46,43 @@ def resolve_artifacts(args: argparse.Namespace) -> tuple[Path | None, Path | Non
 
 
 def load_from_args(args: argparse.Namespace):
-    from emosteer.steer import load_steerer
+    from emosteer.steering.steer import Steerer
 
     axis, mapper = resolve_artifacts(args)
-    return load_steerer(axis=axis, mapper=mapper, vocoder=args.vocoder, prosody=args.prosody,
-                        model=args.model, mode=args.mode, device=args.device, bf16=args.bf16)
+    return Steerer.from_artifacts(axis=axis, mapper=mapper, vocoder=args.vocoder,
+                                  prosody=args.prosody, model=args.model, mode=args.mode,
+                                  device=args.device, bf16=args.bf16)
 
 
 def run(args: argparse.Namespace) -> int:
-    from emosteer.artifacts import refuse_overwrite, write_json
-    from emosteer.audio import load_audio, save_audio
-    from emosteer.steer import SteerConfig
+    from emosteer.artifacts import refuse_overwrite
+    from emosteer.steering.files import steer_file, sweep_targets
+    from emosteer.steering.steer import SteerConfig
+    from emosteer.steering.stream import StreamConfig
 
     if (args.delta is None) == (args.deltas is None):
         raise ConfigError("give exactly one of --delta and --deltas")
     deltas = (args.delta,) if args.delta is not None else parse_floats(args.deltas)
     out = Path(args.output)
-    if args.deltas is not None and out.suffix:
+    sweep = args.deltas is not None
+    if sweep and out.suffix:
         raise ConfigError(f"--output {out}: with --deltas, give a directory for the sweep")
-    targets = ([out] if args.delta is not None else
-               [out / f"{Path(args.input).stem}_{args.mode}_{d:+.2f}.wav" for d in deltas])
+    targets = sweep_targets(args.input, out, deltas, args.mode) if sweep else [out]
     for t in targets:
         refuse_overwrite(t, args.force)
     if args.stream:
-        return run_stream(args, deltas, targets)
-    steerer = load_from_args(args)
-    wav = load_audio(args.input)
-    cfg = SteerConfig(mode=args.mode, frames=args.frames, match_loudness=args.match_loudness,
-                      sample_rate=args.sr)
-    rows = []
-    for d, target in zip(deltas, targets, strict=True):
-        y, sr = steerer.steer(wav, d, cfg, source=args.input)
-        save_audio(target, y, sr)
-        rows.append({"delta": d, "path": target.name, "sample_rate": sr})
-        log.info("wrote %s (mode %s, delta %+.2f)", target, args.mode, d)
-    if args.deltas is not None:
-        write_json(out / "sweep.json", {"input": str(args.input), "config": cfg, "items": rows})
-    return 0
-
-
-def run_stream(args: argparse.Namespace, deltas, targets: list[Path]) -> int:
-    """--stream: read the input block by block, as a live source would deliver it."""
-    import numpy as np
-
-    from emosteer.artifacts import write_json
-    from emosteer.audio import iter_audio_chunks, save_audio
-    from emosteer.stream import StreamConfig, StreamingSteerer
-
-    if args.sr:
-        raise ConfigError("--sr cannot be combined with --stream (output is at the vocoder's rate)")
-    geometry = {k: getattr(args, k) for k in ("block_ms", "lookahead_ms", "context_ms")
-                if getattr(args, k) is not None}  # unset: StreamConfig's defaults
-    cfg = StreamConfig(mode=args.mode, frames=args.frames, match_loudness=args.match_loudness,
-                       **geometry)
-    steerer = load_from_args(args)
-    rows = []
-    for d, target in zip(deltas, targets, strict=True):
-        s = StreamingSteerer(steerer, d, cfg)
-        blocks = (c for _, c in iter_audio_chunks(args.input, chunk_seconds=cfg.block_ms / 1000))
-        y = np.concatenate(list(s.stream(blocks)))
-        save_audio(target, y, s.sample_rate)
-        lat = s.latency_report()
-        rows.append({"delta": d, "path": target.name, "sample_rate": s.sample_rate, "latency": lat})
-        log.info("wrote %s (stream, mode %s, delta %+.2f): latency %.0f ms algorithmic + %.0f ms "
-                 "compute (p95), real-time factor %.2f", target, args.mode, d,
-                 lat["algorithmic_ms"], lat["compute_ms_p95"], lat["rtf"])
-    if args.deltas is not None:
-        write_json(Path(args.output) / "sweep.json",
-                   {"input": str(args.input), "config": cfg, "items": rows})
+        if args.sr:
+            raise ConfigError("--sr cannot be combined with --stream "
+                              "(output is at the vocoder's rate)")
+        geometry = {k: getattr(args, k) for k in ("block_ms", "lookahead_ms", "context_ms")
+                    if getattr(args, k) is not None}  # unset: StreamConfig's defaults
+        cfg = StreamConfig(mode=args.mode, frames=args.frames,
+                           match_loudness=args.match_loudness, **geometry)
+    else:
+        cfg = SteerConfig(mode=args.mode, frames=args.frames, match_loudness=args.match_loudness,
+                          sample_rate=args.sr)
+    steer_file(load_from_args(args), args.input, deltas, targets, cfg,
+               sweep_dir=out if sweep else None)
     return 0
 
 
@@ -130,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_steering_arguments(p)
     p.add_argument("--stream", action="store_true",
                    help="steer block by block with bounded latency (block + lookahead), "
-                        "reading the input as a live source; see emosteer.stream")
+                        "reading the input as a live source; see emosteer.steering.stream")
     p.add_argument("--block-ms", type=float,
                    help="--stream block length, a multiple of 20 ms (default 100)")
     p.add_argument("--lookahead-ms", type=float,

@@ -40,12 +40,18 @@ def _serve(args: argparse.Namespace) -> int:
     from emosteer.study.server import serve
 
     study = open_study(args.study)
-    token = args.admin_token or os.environ.get(TOKEN_ENV)
+    if args.admin_token is not None:
+        token, source = args.admin_token, "--admin-token"
+        # Other local users see a command line in ps and /proc, but not the environment.
+        print(f"note: --admin-token is visible to other users in ps; set ${TOKEN_ENV} instead",
+              file=sys.stderr)
+    else:
+        token, source = os.environ.get(TOKEN_ENV), f"${TOKEN_ENV}"
     if token is None:
         token = secrets.token_urlsafe(16)
         print(f"admin token (Authorization: Bearer ...): {token}", file=sys.stderr)
     if len(token) < MIN_TOKEN_CHARS:
-        raise ConfigError(f"--admin-token: use at least {MIN_TOKEN_CHARS} characters")
+        raise ConfigError(f"{source}: use at least {MIN_TOKEN_CHARS} characters")
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port {args.port}: not a TCP port")
     print(f"serving {study.root} on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
@@ -80,12 +86,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_force(c)
     c.set_defaults(func=_create)
 
-    s = sub.add_parser("serve", help="run the web app for participants")
+    s = sub.add_parser(
+        "serve", help="run the web app for participants",
+        description="Run the web app for participants. Pass the admin token in the environment "
+        f"(`{TOKEN_ENV}=... emosteer study serve DIR`): a command-line argument is visible to "
+        "every local user in ps. Without a token one is generated and printed.")
     s.add_argument("study", type=Path, help="study directory")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--admin-token", help=f"admin token (default ${TOKEN_ENV}, else generated "
-                   "and printed)")
+    s.add_argument("--admin-token", metavar="TOKEN",
+                   help="admin token; visible to other users in ps, so prefer "
+                   f"${TOKEN_ENV}, which is read when this flag is absent")
     s.set_defaults(func=_serve)
 
     a = sub.add_parser("analyze", help="statistics, plots and an HTML fragment")

@@ -17,26 +17,13 @@ is bf16 mixed precision on CUDA and ignored on CPU). --device is then accelerate
 from __future__ import annotations
 
 import argparse
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from emosteer.cli._common import add_device, add_force, parse_list
-from emosteer.errors import ConfigError
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-
-
-@dataclass(frozen=True)
-class _Audio:
-    """An unlabelled recording from --extra-audio: all that data prep needs."""
-
-    utt_id: str
-    path: Path
-    speaker: str
 
 
 def register(subparsers) -> None:
+    from emosteer.corpora.formats import FORMATS
     from emosteer.training import TrainConfig
 
     d = TrainConfig()
@@ -46,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("root", type=Path, nargs="?", default=None,
                    help="corpus directory (or manifest CSV for --format csv); optional with "
                         "--extra-audio")
-    p.add_argument("--format", default=None, help="corpus format: cremad, ravdess, emodb, tess, csv")
+    p.add_argument("--format", default=None, choices=FORMATS, help="corpus format")
     p.add_argument("--model", required=True, help="SSL model: hub id or local directory")
     p.add_argument("--random-init", action="store_true", help="random-init encoder (a control)")
     p.add_argument("--layer", type=int, default=5, help="SSL layer to map from (default 5)")
@@ -83,114 +70,23 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _expand(tokens: tuple[str, ...]) -> list[str]:
-    """'01-06' -> 01..06 (zero padding kept); other tokens unchanged."""
-    out: list[str] = []
-    for t in tokens:
-        a, sep, b = t.partition("-")
-        if sep and a.isdigit() and b.isdigit() and int(a) <= int(b):
-            out.extend(str(i).zfill(len(a)) for i in range(int(a), int(b) + 1))
-        else:
-            out.append(t)
-    return out
-
-
-def _select(spec: str | None, speakers: set[str], flag: str) -> set[str]:
-    """Speakers named in `spec`, by full name ('ravdess_07') or corpus-less suffix ('07')."""
-    chosen: set[str] = set()
-    for tok in _expand(parse_list(spec)):
-        hits = {s for s in speakers if s == tok or s.endswith(f"_{tok}")}
-        if not hits:
-            raise ConfigError(f"{flag}: no speaker {tok!r} in the data ({len(speakers)} speakers)")
-        chosen |= hits
-    return chosen
-
-
-def _extra_audio(root: Path) -> list[_Audio]:
-    if not root.is_dir():
-        raise ConfigError(f"--extra-audio {root}: not a directory")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise ConfigError(f"--extra-audio {root}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
-    return [_Audio(f"extra/{p.relative_to(root).with_suffix('')}", p, f"extra_{root.name}")
-            for p in files]
-
-
 def run(args: argparse.Namespace) -> int:
-    from emosteer.artifacts import load_config, refuse_overwrite
-    from emosteer.mapper import (
-        CONFIG_FILE,
-        WEIGHTS_FILE,
-        MapperConfig,
-        prepare_examples,
-    )
-    from emosteer.mapper_train import train_mapper
-    from emosteer.mel import HIFIGAN_22K, SSL_16K
+    from emosteer.synthesis.mel import HIFIGAN_22K, SSL_16K
+    from emosteer.synthesis.train import train_mapper_on_corpus
     from emosteer.training import TrainConfig
 
-    if args.root is None and args.extra_audio is None:
-        raise ConfigError("give a corpus (ROOT --format F) and/or --extra-audio DIR")
-    if args.root is not None and not args.format:
-        raise ConfigError("--format is required with a corpus")
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out}: exists and is not a directory")
-    refuse_overwrite(args.out / WEIGHTS_FILE, args.force)
     train_cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
                             patience=args.patience, max_minutes=args.max_minutes, seed=args.seed,
                             grad_accum=args.grad_accum)
-    mel = {"hifigan22k": HIFIGAN_22K, "ssl16k": SSL_16K}[args.mel]
-    init_cfg = load_config(MapperConfig, args.init / CONFIG_FILE) if args.init else None
-    if init_cfg is not None and (init_cfg.layer != args.layer or init_cfg.mel_config != mel):
-        raise ConfigError(f"--init {args.init}: trained on layer {init_cfg.layer} with "
-                          f"{init_cfg.mel_config}; pass the same --layer and --mel")
-
-    utts = []
-    if args.root is not None:
-        from emosteer.corpora import scan_corpus
-
-        utts = scan_corpus(args.root, args.format)
-    all_speakers = {u.speaker for u in utts}
-    test = _select(args.test_speakers, all_speakers, "--test-speakers")
-    pool = (_select(args.speakers, all_speakers, "--speakers") if args.speakers
-            else all_speakers - test)
-    if pool & test:
-        raise ConfigError(f"--speakers and --test-speakers overlap: {sorted(pool & test)}")
-    val = _select(args.val_speakers, pool, "--val-speakers")
-    extra = _extra_audio(args.extra_audio) if args.extra_audio else []
-    train_utts = [u for u in utts if u.speaker in pool] + extra
-    test_utts = [u for u in utts if u.speaker in test]
-
-    from emosteer.distributed import Dist
-    from emosteer.encoders import load_encoder
-
-    dist = Dist.from_env(args.device, args.bf16)
-    encoder = load_encoder(args.model, layers=(args.layer,), device=dist.device, bf16=args.bf16,
-                           random_init=args.random_init, seed=args.seed)
-    progress = not args.no_progress and dist.is_main
-    cache = args.out / "cache"
-    if dist.distributed:  # each rank fills the shared cache with its share; then all read it
-        every = train_utts + test_utts
-        prepare_examples([every[i] for i in dist.shard(len(every))], encoder, args.layer, mel,
-                         cache, progress=progress)
-        dist.barrier()
-    examples = prepare_examples(train_utts, encoder, args.layer, mel, cache, progress=progress)
-    tests = prepare_examples(test_utts, encoder, args.layer, mel, cache, progress=progress)
-    if init_cfg is not None:
-        cfg = init_cfg
-    else:
-        ec = encoder.config
-        cfg = MapperConfig.for_mel(mel, in_dim=ec.hidden_size, model=ec.model, layer=args.layer,
-                                   encoder_random_init=ec.random_init, in_rate=ec.frame_rate,
-                                   hidden=args.hidden, n_blocks=args.blocks,
-                                   n_transformer_layers=args.transformer_layers,
-                                   use_prosody=not args.no_prosody)
-    if args.force and dist.is_main and (args.out / "checkpoint").exists():
-        shutil.rmtree(args.out / "checkpoint")
-    dist.barrier()
-    _, report = train_mapper(examples, cfg, args.out, train_cfg=train_cfg,
-                             val_speakers=sorted(val) or None,
-                             train_only_speakers={u.speaker for u in extra}, init=args.init,
-                             test_examples=tests, progress=progress, dist=dist)
+    report = train_mapper_on_corpus(
+        args.out, args.model, args.layer, root=args.root, format=args.format,
+        extra=args.extra_audio, speakers=parse_list(args.speakers),
+        val_speakers=parse_list(args.val_speakers), test_speakers=parse_list(args.test_speakers),
+        mel={"hifigan22k": HIFIGAN_22K, "ssl16k": SSL_16K}[args.mel], init=args.init,
+        random_init=args.random_init, train_cfg=train_cfg, hidden=args.hidden,
+        n_blocks=args.blocks, n_transformer_layers=args.transformer_layers,
+        use_prosody=not args.no_prosody, device=args.device, bf16=args.bf16, force=args.force,
+        progress=not args.no_progress)
     if report is None:  # not rank 0: it reports
         return 0
     r = report["result"]

@@ -1,4 +1,4 @@
-r"""`emosteer tts`: text to speech with emotion control (the seed's tts.py).
+r"""`emosteer tts`: text to speech with emotion control (synthesis steered along a calm->angry axis).
 
     emosteer tts --text "Kids are talking by the door." --ref-calm calm.wav \
         --ref-angry angry.wav --alpha 0.3 --mapper RUN/mapper --out out.wav
@@ -6,30 +6,63 @@ r"""`emosteer tts`: text to speech with emotion control (the seed's tts.py).
 The text is spoken by a TTS backend (piper by default, offline), then steered like any
 recording (`emosteer steer`) along the calm->angry direction of the two references (or a
 corpus --axis). alpha -1 is as calm as the calm reference, +1 as angry as the angry one, 0 the
-plain synthesis, which is taken to sit halfway between them (see emosteer.tts_steer). Writes
+plain synthesis, which is taken to sit halfway between them (see emosteer.tts.references). Writes
 OUT and OUT's .json sidecar with every setting and the measured F0 and level change.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
-import math
 from pathlib import Path
 
 from emosteer.cli._common import add_force
-from emosteer.errors import ConfigError
 
-log = logging.getLogger(__name__)
 
-OUTPUT_SUFFIXES = (".wav", ".flac", ".ogg")
+def add_tts_arguments(p: argparse.ArgumentParser, steering_flags: bool = True) -> None:
+    """The `emosteer tts` flags (synthesis and emotion control).
+
+    With `steering_flags=False` the flags `emosteer steer` also defines (--axis, --model,
+    --mapper, --vocoder, --mode) are left out, for a parser that adds them itself."""
+    from emosteer.tts.backends import (
+        BACKENDS,
+        DEFAULT_BACKEND,
+        ESPEAK_PITCH,
+        PIPER_NOISE_SCALE,
+        SENTENCE_PAUSE_S,
+    )
+
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="text to speak")
+    src.add_argument("--text-file", help="UTF-8 text file (split into sentences)")
+    p.add_argument("--out", required=True, help="output audio (.wav/.flac/.ogg)")
+    p.add_argument("--ref-calm", "--ref_calm", dest="ref_calm", help="calm reference clip")
+    p.add_argument("--ref-angry", "--ref_angry", dest="ref_angry", help="angry reference clip")
+    p.add_argument("--alpha", type=float, default=0.0,
+                   help="-1 as calm as the calm reference .. +1 as angry as the angry one; "
+                        "0 = the plain synthesis")
+    p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    p.add_argument("--voice", help="piper .onnx path (default: bundled en_US-joe-medium) or "
+                   "espeak-ng voice name (default: en-us)")
+    p.add_argument("--coqui-model", help="XTTS-v2 model directory (for --backend coqui)")
+    p.add_argument("--language", default="en", help="XTTS language code (default en)")
+    p.add_argument("--length-scale", type=float, default=1.0, help=">1 speaks slower")
+    p.add_argument("--noise-scale", type=float, default=PIPER_NOISE_SCALE, help="piper noise")
+    p.add_argument("--pitch", type=int, default=ESPEAK_PITCH, help="espeak-ng pitch 0..99")
+    p.add_argument("--pause", type=float, default=SENTENCE_PAUSE_S, help="s between sentences")
+    p.add_argument("--layer", type=int, help="encoder layer (default: the mapper's)")
+    if not steering_flags:
+        return
+    # Same spellings as `emosteer steer`, whose module owns their defaults and validation.
+    p.add_argument("--axis", help="saved corpus axis directory (instead of references)")
+    p.add_argument("--model", help="SSL encoder: hub id or directory")
+    p.add_argument("--mapper", help="trained mapper directory")
+    p.add_argument("--vocoder", help="griffinlim or a vocoder directory")
+    p.add_argument("--mode", choices=("latent", "prosody", "both"), default="latent")
 
 
 def register(subparsers) -> None:
     from emosteer.cli.steer import add_steering_arguments
-    from emosteer.tts import add_tts_arguments
-    from emosteer.tts_steer import ADAPT_MAX_TRAIN, AdaptConfig
+    from emosteer.tts.references import ADAPT_MAX_TRAIN, AdaptConfig
 
     d = AdaptConfig()
     p = subparsers.add_parser(
@@ -54,152 +87,30 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _references(args: argparse.Namespace):
-    from emosteer.tts_steer import check_references
-
-    if (args.ref_calm is None) != (args.ref_angry is None):
-        raise ConfigError("give both --ref-calm and --ref-angry (or neither, with --axis)")
-    if args.ref_calm is None:
-        return None
-    if args.axis:
-        raise ConfigError("give either --ref-calm/--ref-angry or --axis, not both")
-    return check_references(args.ref_calm, args.ref_angry)
-
-
-def _synth_settings(args: argparse.Namespace) -> dict:
-    if args.length_scale <= 0:
-        raise ConfigError(f"--length-scale {args.length_scale}: must be positive")
-    return {"length_scale": args.length_scale, "noise_scale": args.noise_scale,
-            "pitch": args.pitch}
-
-
 def run(args: argparse.Namespace) -> int:
-    from emosteer import __version__
-    from emosteer.artifacts import provenance, refuse_overwrite, write_json
-    from emosteer.audio import SAMPLE_RATE, save_audio
-    from emosteer.steer import PROSODY_FILE, SteerConfig
-    from emosteer.tts import load_voice, read_text, synthesize_long
-    from emosteer.tts_steer import (
-        TtsConfig,
-        check_alpha,
-        coqui_conditioning,
-        measure_change,
-        steering_delta,
-    )
+    from emosteer.tts.backends import read_text
+    from emosteer.tts.references import AdaptConfig
+    from emosteer.tts.speak import SpeakConfig, format_change, speak
 
     text = read_text(args.text, args.text_file)
-    check_alpha(args.alpha)
-    out = Path(args.out)
-    if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise ConfigError(f"--out {out}: expected one of {', '.join(OUTPUT_SUFFIXES)}")
-    sidecar = out.with_suffix(".json")
-    refuse_overwrite(out, args.force)
-    refuse_overwrite(sidecar, args.force)
-    refs = _references(args)
-    synth = _synth_settings(args)
-    voice = load_voice(args.coqui_model if args.backend == "coqui" else args.voice,
-                       args.backend, args.language)
-    progress = not args.no_progress
-    speak = {"voice": voice, "pause_s": args.pause, "progress": progress, **synth}
-    names = (str(args.ref_calm), str(args.ref_angry))
-    settings = {"text": text, "backend": voice.backend, "voice": voice.name, "alpha": args.alpha,
-                "ref_calm": args.ref_calm, "ref_angry": args.ref_angry, "frames": args.frames,
-                "match_loudness": args.match_loudness, "pause_s": args.pause,
-                "sentences": _count_sentences(text), "emosteer_version": __version__, **synth}
-
-    if voice.backend == "coqui":
-        # XTTS steers inside the model: its conditioning latents blend the two references.
-        if refs is None:
-            raise ConfigError("--backend coqui needs --ref-calm and --ref-angry")
-        neutral, sr = synthesize_long(text, conditioning=coqui_conditioning(voice, *names, 0.0),
-                                      **speak)
-        y, out_sr = synthesize_long(text, conditioning=coqui_conditioning(
-            voice, *names, args.alpha), **speak)
-        cfg = TtsConfig(**settings, delta=0.0, mode="xtts-latents", axis_source="references",
-                        sample_rate=out_sr)
-        steerer = adaptation = None
-    else:
-        steerer, axis, mapper, adaptation = _steerer(args, refs, names, voice, synth, progress)
-        neutral, sr = synthesize_long(text, sr_out=SAMPLE_RATE, **speak)
-        delta = steering_delta(args.alpha)
-        scfg = SteerConfig(mode=args.mode, frames=args.frames,
-                           match_loudness=args.match_loudness, sample_rate=args.sr)
-        y, out_sr = steerer.steer(neutral, delta, scfg, source=f"{voice.backend} synthesis")
-        latent = args.mode != "prosody"
-        prosody_src = args.prosody or ("references" if axis is None else
-                                       str(Path(axis) / PROSODY_FILE))
-        cfg = TtsConfig(
-            **settings, delta=delta, mode=args.mode,
-            axis_source="references" if axis is None else str(axis),
-            layer=steerer.axis.config.layer if latent else None,
-            model=steerer.encoder.config.model if latent else None,
-            mapper=str(mapper) if latent else None, vocoder=args.vocoder if latent else None,
-            prosody=prosody_src if args.mode != "latent" else None, sample_rate=out_sr)
-
-    measured = measure_change(neutral, sr, y, out_sr)
-    save_audio(out, y, out_sr)
-    record = {"kind": "tts", **dataclasses.asdict(cfg), "measured": measured,
-              "axis": _axis_summary(steerer), "prosody_delta": getattr(steerer, "prosody", None),
-              "adaptation": adaptation, "provenance": provenance()}
-    write_json(sidecar, record)
-    print(f"{out}: {measured['duration_s']:.2f} s, alpha {args.alpha:+.2f} (delta {cfg.delta:+.2f}),"
-          f" median F0 {_change(measured['median_f0_change_st'], 'st')}, level "
-          f"{_change(measured['level_change_db'], 'dB')} vs the neutral synthesis")
+    refs = args.ref_calm is not None or args.ref_angry is not None
+    run_dir = Path(args.run)
+    axis = args.axis or (None if refs else str(run_dir / "axis"))
+    adapt = (AdaptConfig(n_sentences=args.adapt_sentences, epochs=args.adapt_epochs,
+                         minutes=args.adapt_minutes) if args.adapt_mapper else None)
+    cfg = SpeakConfig(
+        alpha=args.alpha, ref_calm=args.ref_calm, ref_angry=args.ref_angry, axis=axis,
+        mapper=args.mapper or str(run_dir / "mapper"), prosody=args.prosody,
+        vocoder=args.vocoder, model=args.model, layer=args.layer, mode=args.mode,
+        frames=args.frames, match_loudness=args.match_loudness, sample_rate=args.sr,
+        backend=args.backend, voice=args.coqui_model if args.backend == "coqui" else args.voice,
+        language=args.language, length_scale=args.length_scale, noise_scale=args.noise_scale,
+        pitch=args.pitch, pause_s=args.pause, adapt=adapt,
+        cache_dir=str(args.cache_dir) if args.cache_dir else None, device=args.device,
+        bf16=args.bf16)
+    r = speak(text, cfg, args.out, force=args.force, progress=not args.no_progress)
+    m = r.measured
+    print(f"{r.out}: {m['duration_s']:.2f} s, alpha {args.alpha:+.2f} (delta {r.config.delta:+.2f}),"
+          f" median F0 {format_change(m['median_f0_change_st'], 'st')}, level "
+          f"{format_change(m['level_change_db'], 'dB')} vs the neutral synthesis")
     return 0
-
-
-def _steerer(args: argparse.Namespace, refs, names, voice, synth: dict, progress: bool):
-    """(Steerer, corpus axis dir or None, mapper dir or None, adaptation report or None):
-    the references' axis and prosody delta, or a saved axis; the mapper adapted first when
-    --adapt-mapper asks."""
-    from emosteer.cli.steer import resolve_artifacts
-    from emosteer.steer import load_steerer
-    from emosteer.tts_steer import AdaptConfig, adapt_mapper, default_cache_dir, reference_steerer
-
-    if refs is None:
-        axis, mapper = resolve_artifacts(args)
-    else:
-        axis, mapper = None, Path(args.mapper) if args.mapper else Path(args.run) / "mapper"
-        if args.mode != "prosody" and not mapper.exists():
-            raise ConfigError(f"{mapper}: no mapper here; give --mapper")
-    adaptation = None
-    if args.adapt_mapper:
-        if args.mode == "prosody":
-            raise ConfigError("--adapt-mapper adapts the mapper: use --mode latent or both")
-        adapt = AdaptConfig(n_sentences=args.adapt_sentences, epochs=args.adapt_epochs,
-                            minutes=args.adapt_minutes)
-        mapper, adaptation = adapt_mapper(
-            mapper, voice, adapt, args.cache_dir or default_cache_dir(), synth,
-            model=args.model, device=args.device, bf16=args.bf16, progress=progress)
-    if refs is not None:
-        steerer = reference_steerer(*refs, names, args.mode, mapper=mapper, vocoder=args.vocoder,
-                                    prosody=args.prosody, model=args.model, layer=args.layer,
-                                    device=args.device, bf16=args.bf16)
-        return steerer, None, mapper, adaptation
-    steerer = load_steerer(axis=axis, mapper=mapper, vocoder=args.vocoder, prosody=args.prosody,
-                           model=args.model, mode=args.mode, device=args.device, bf16=args.bf16)
-    if args.layer is not None and args.layer != steerer.axis.config.layer:
-        raise ConfigError(f"--layer {args.layer}: the axis {axis} is at layer "
-                          f"{steerer.axis.config.layer}")
-    return steerer, axis, mapper, adaptation
-
-
-def _change(value: float, unit: str) -> str:
-    # An unvoiced output (say, an untrained mapper's noise) has no F0 to compare.
-    return f"{value:+.2f} {unit}" if math.isfinite(value) else "unmeasurable"
-
-
-def _count_sentences(text: str) -> int:
-    from emosteer.tts import split_sentences
-
-    return len(split_sentences(text))
-
-
-def _axis_summary(steerer) -> dict | None:
-    axis = getattr(steerer, "axis", None)
-    if axis is None:
-        return None
-    c = axis.config
-    return {"model": c.model, "layer": c.layer, "source": c.source, "target": c.target,
-            "origin": c.origin, "dim": c.dim, "calibration": axis.calibration,
-            "sample_rate": c.sample_rate, "frame_rate": c.frame_rate}

@@ -12,17 +12,13 @@ synthesis (audio -> log-mel -> vocoder): the quality ceiling of any mel-based st
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import sys
 from pathlib import Path
 
 from emosteer.artifacts import refuse_overwrite
 from emosteer.cli._common import add_device, add_force
-from emosteer.errors import ConfigError, EmosteerError
-
-log = logging.getLogger(__name__)
+from emosteer.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -57,25 +53,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def describe(vocoder) -> dict:
-    """A JSON-able summary of a loaded vocoder."""
-    from emosteer.vocoders import HiFiGAN
-
-    out = {"class": type(vocoder).__name__, "sample_rate": vocoder.sample_rate,
-           "hop_length": vocoder.hop_length, "frame_rate": vocoder.mel_config.frame_rate,
-           "mel": vocoder.mel_config.__dict__.copy()}
-    if isinstance(vocoder, HiFiGAN):
-        out["hifigan"] = vocoder.hifigan_config.__dict__.copy()
-        out["parameters"] = sum(p.numel() for p in vocoder.parameters())
-    else:
-        out["n_iter"] = getattr(vocoder, "n_iter", None)
-    return out
-
-
 def run_info(args) -> int:
-    from emosteer.vocoders import load_vocoder
+    from emosteer.synthesis.vocoders import describe_vocoder, load_vocoder
 
-    summary = describe(load_vocoder(args.vocoder))
+    summary = describe_vocoder(load_vocoder(args.vocoder))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -85,7 +66,7 @@ def run_info(args) -> int:
 
 
 def run_export(args) -> int:
-    from emosteer.vocoders import HiFiGAN, export_vocoder, load_vocoder
+    from emosteer.synthesis.vocoders import HiFiGAN, export_vocoder, load_vocoder
 
     refuse_overwrite(args.dst, args.force)
     vocoder = load_vocoder(args.src)
@@ -98,34 +79,9 @@ def run_export(args) -> int:
 
 
 def run_resynth(args) -> int:
-    import torch
-    from tqdm import tqdm
-
-    from emosteer.audio import load_audio, save_audio
-    from emosteer.mel import log_mel_spectrogram
-    from emosteer.vocoders import load_vocoder
+    from emosteer.synthesis.vocoders import load_vocoder, resynthesize
 
     vocoder = load_vocoder(args.vocoder, device=args.device)
-    outputs = [args.out / f"{path.stem}.wav" for path in args.inputs]
-    if len(set(outputs)) != len(outputs):
-        raise ConfigError("two inputs share a file stem; their outputs would collide")
-    for out in outputs:
-        refuse_overwrite(out, args.force)
-    autocast = (torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16)
-                if args.bf16 else contextlib.nullcontext())
-    failed = 0
-    for path, out in tqdm(list(zip(args.inputs, outputs, strict=True)), desc="resynth",
-                          unit="file", file=sys.stderr, disable=len(outputs) < 2):
-        try:
-            wav = load_audio(path, sr=vocoder.sample_rate)
-            mel = log_mel_spectrogram(torch.from_numpy(wav)[None].to(args.device),
-                                      vocoder.mel_config)
-            with torch.inference_mode(), autocast:
-                audio = vocoder(mel)[0].float().cpu().numpy()
-            save_audio(out, audio, vocoder.sample_rate)
-        except EmosteerError as e:  # batch job: report, skip, carry on
-            log.error("skipped: %s", e)
-            failed += 1
-    if failed:
-        log.error("%d of %d files failed", failed, len(outputs))
-    return 1 if failed else 0
+    done = resynthesize(args.inputs, vocoder, args.out, device=args.device, bf16=args.bf16,
+                        force=args.force)
+    return 1 if None in done.values() else 0

@@ -29,6 +29,7 @@ from emosteer.artifacts import write_json
 from emosteer.errors import ArtifactError
 from emosteer.study import db
 from emosteer.study.design import Study, open_study
+from emosteer.study.render import write_html, write_plots
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 RATING_TOLERANCE = 1  # repeat ratings within this many points count as consistent
@@ -214,8 +215,6 @@ def analyze_study(study_dir: str | Path, out_dir: str | Path | None = None, n_bo
                   seed: int = 0) -> dict[str, Any]:
     """Analyse the study's database; writes analysis.json, analysis.html and PNG plots to
     out_dir (default: study_dir/analysis) and returns the summary."""
-    from emosteer.study.render import write_html, write_plots
-
     study = open_study(study_dir)
     answers = db.fetch_answers(study.db_path)
     if not answers:

@@ -21,6 +21,10 @@ from typing import Any
 from emosteer.errors import ArtifactError
 
 BUSY_TIMEOUT_S = 30.0  # writers queue behind one another; 50 concurrent participants need < 1 s
+# A 20-trial session of few-second clips takes about 10 minutes; 30 minutes without a consent
+# or an answer means the participant has left. They may still come back and resume; balancing
+# just stops holding their unanswered trials for them.
+ABANDON_AFTER_S = 30 * 60.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS participants (
@@ -104,15 +108,41 @@ def get_participant(path: str | Path, pid: str) -> dict[str, Any] | None:
     return out
 
 
+def balance_counts(conn: sqlite3.Connection, now: float,
+                   abandon_after_s: float = ABANDON_AFTER_S) -> dict[str, int]:
+    """Per stimulus: the participants who rated it, plus the live ones who have yet to.
+
+    Counting answers, not assignments, means consents that never answer (abandoned sessions,
+    a script) stop steering the balance once they fall silent for `abandon_after_s`. Live
+    participants' pending trials still count, so a crowd that consents at once is spread
+    evenly before anyone has answered. A repeat is one rating, like one exposure."""
+    counts = {r["stimulus_id"]: int(r["n"]) for r in conn.execute(
+        "SELECT stimulus_id, COUNT(DISTINCT pid) AS n FROM answers GROUP BY stimulus_id")}
+    # Last activity: the consent, or the latest answer (answers(pid, ...) is indexed).
+    live = ("SELECT pid, plan FROM participants p WHERE MAX(p.created, COALESCE("
+            "(SELECT MAX(a.created) FROM answers a WHERE a.pid = p.pid), 0)) >= ?")
+    cutoff = (now - abandon_after_s,)
+    answered: dict[str, set[str]] = {}
+    for r in conn.execute(f"SELECT DISTINCT a.pid, a.stimulus_id FROM answers a "
+                          f"WHERE a.pid IN (SELECT pid FROM ({live}))", cutoff):
+        answered.setdefault(r["pid"], set()).add(r["stimulus_id"])
+    for r in conn.execute(live, cutoff):
+        for sid in set(json.loads(r["plan"])) - answered.get(r["pid"], set()):
+            counts[sid] = counts.get(sid, 0) + 1
+    return counts
+
+
 def add_participant(path: str | Path, pid: str,
-                    planner: Callable[[dict[str, int]], list[str]]) -> dict[str, Any]:
-    """Create `pid` (consented) with the plan `planner(exposure counts)`; existing pid: unchanged."""
+                    planner: Callable[[dict[str, int]], list[str]],
+                    abandon_after_s: float = ABANDON_AFTER_S) -> dict[str, Any]:
+    """Create `pid` (consented) with the plan `planner(balance counts)`; existing pid: unchanged."""
     with connect(path) as conn, _immediate(conn):
         if conn.execute("SELECT 1 FROM participants WHERE pid=?", (pid,)).fetchone() is None:
-            counts = {r["stimulus_id"]: r["n"] for r in conn.execute("SELECT * FROM exposure")}
-            plan = planner(counts)
+            now = time.time()
+            plan = planner(balance_counts(conn, now, abandon_after_s))
             conn.execute("INSERT INTO participants(pid, created, consent, plan) VALUES (?,?,1,?)",
-                         (pid, time.time(), json.dumps(plan)))
+                         (pid, now, json.dumps(plan)))
+            # A ledger of assignments for the record; planning reads balance_counts instead.
             # Repeats are consistency checks, not extra data: count each item once.
             for sid in sorted(set(plan)):
                 conn.execute("INSERT INTO exposure(stimulus_id, n) VALUES (?, 1) "

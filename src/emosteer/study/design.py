@@ -27,6 +27,7 @@ from emosteer import __version__
 from emosteer.artifacts import config_from_dict, provenance, read_json, refuse_overwrite, write_json
 from emosteer.audio import audio_info
 from emosteer.errors import AudioError, ConfigError, EmosteerError
+from emosteer.study.db import init_db
 
 TASKS = ("identify", "intensity", "naturalness")
 KINDS = ("steered", "anchor", "original")
@@ -204,8 +205,6 @@ def create_study(input_dir: str | Path, out_dir: str | Path, config: StudyConfig
 
     A stimulus that is not readable audio is an error listing every bad file; with
     skip_bad=True such files are reported in study.json["skipped"] and left out."""
-    from emosteer.study.db import init_db
-
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     refuse_overwrite(out_dir, force)
     checked, bad = [], []
@@ -266,9 +265,10 @@ def _least_exposed(pool: list[str], k: int, counts: dict[str, int],
 def plan_trials(study: Study, participant_id: str, counts: dict[str, int]) -> list[str]:
     """Trial order (stimulus ids) for one participant.
 
-    Anchors and test items are taken least-exposed first (`counts`: assignments so far) so every
-    stimulus collects a similar number of ratings; the selection is shuffled and each repeated
-    item is re-inserted at a random later position, never straight after its first showing."""
+    Anchors and test items are taken least-exposed first (`counts`: ratings collected plus those
+    still due from live participants, db.balance_counts) so every stimulus collects a similar
+    number of ratings; the selection is shuffled and each repeated item is re-inserted at a
+    random later position, never straight after its first showing."""
     cfg = study.config
     rng = participant_rng(cfg.seed, participant_id)
     practice = study.practice_id

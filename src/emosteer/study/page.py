@@ -39,8 +39,9 @@ PAGE = """<!doctype html>
 <p id="error" role="alert"></p>
 <script>
 "use strict";
-const qs = new URLSearchParams(location.search).get("pid");
-const suffix = qs ? "?pid=" + encodeURIComponent(qs) : "";
+// A link may carry ?pid=; once the server answers with the participant it minted, that id
+// replaces the link's (which may be stale or invented) in every call and in the address bar.
+let pid = new URLSearchParams(location.search).get("pid");
 let current = null, shownAt = 0;
 
 function radios(containerId, name, values) {
@@ -70,6 +71,10 @@ function show(id) {
 }
 function render(st) {
   current = st;
+  if (st.pid && pid !== null && st.pid !== pid) {
+    pid = st.pid;
+    history.replaceState(null, "", "?pid=" + encodeURIComponent(pid));
+  }
   document.getElementById("error").textContent = "";
   if (st.stage === "consent") {
     document.getElementById("consent-text").textContent = st.consent_text;
@@ -96,7 +101,7 @@ async function call(method, url, body) {
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body);
   }
-  const r = await fetch(url + suffix, opts);
+  const r = await fetch(url + (pid ? "?pid=" + encodeURIComponent(pid) : ""), opts);
   if (!r.ok) throw new Error("server said " + r.status);
   return r.json();
 }

@@ -1,0 +1,73 @@
+"""Which clips `emosteer evaluate` steers: held-out speakers' source-emotion clips, each paired
+with the same speaker's real target-emotion recording, and their ids and reference correlates."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from emosteer.audio import SAMPLE_RATE, load_audio
+from emosteer.corpora.formats import match_speakers
+from emosteer.errors import AudioError, ConfigError
+from emosteer.prosody.correlates import acoustic_correlates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Clip:
+    id: str
+    row: dict
+    target_row: dict | None  # the paired real target-emotion recording, if any
+
+
+def delta_key(delta: float) -> str:
+    return f"{delta:+.2f}"
+
+
+def clip_id(utt_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", utt_id).strip("_.-")
+
+
+def resolve_speakers(requested, available) -> tuple[str, ...]:
+    """The store's speakers that `--speakers` names ('07', 'ravdess_07', '01-06'): the rule
+    of `emosteer.corpora.match_speakers`, shared with train-mapper."""
+    return match_speakers(requested, available, "--speakers")
+
+
+def select_clips(index, speakers, source, target, per_speaker, seed) -> list[Clip]:
+    """Source-emotion clips of each held-out speaker, each paired with a real target-emotion
+    recording of the same speaker: same sentence (and intensity) when the corpus has one."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for spk in speakers:
+        rows = sorted((r for r in index if r["speaker"] == spk and r["emotion"] == source),
+                      key=lambda r: r["utt_id"])
+        targets = [r for r in index if r["speaker"] == spk and r["emotion"] == target]
+        if not rows:
+            raise ConfigError(f"speaker {spk}: no {source!r} clips in the store")
+        if per_speaker is not None and per_speaker < len(rows):
+            pick = sorted(rng.choice(len(rows), per_speaker, replace=False))
+            rows = [rows[i] for i in pick]
+        for r in rows:
+            def rank(t, r=r):
+                return (t.get("sentence") != r.get("sentence"),
+                        t.get("intensity") != r.get("intensity"), t["utt_id"])
+            best = min(targets, key=rank) if targets else None
+            clips.append(Clip(clip_id(r["utt_id"]), r, best))
+    return clips
+
+
+def speaker_reference(index, speaker, emotion) -> list[dict]:
+    """Correlates of every real clip of one speaker and emotion; unreadable clips skipped."""
+    out = []
+    for r in index:
+        if r["speaker"] == speaker and r["emotion"] == emotion:
+            try:
+                out.append(acoustic_correlates(load_audio(r["path"]), SAMPLE_RATE, r["path"]))
+            except AudioError as e:
+                log.warning("%s; skipped as a reference", e)
+    return out

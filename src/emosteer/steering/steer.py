@@ -1,0 +1,281 @@
+"""Steering: push a recording along an emotion axis and resynthesise it.
+
+Two separate controls, so that each can be measured alone (`mode`):
+
+- latent:  wav -> SSL frames at the axis layer -> frames + delta * calibration * unit
+           -> mapper -> mel -> vocoder. delta = 0 is the plain round trip (resynthesis), so
+           steering effects can be told apart from vocoder damage.
+- prosody: WORLD analysis-resynthesis with delta x the learned ProsodyDelta (F0 level and
+           range, vocal effort, rate). Emotion lives largely here; the latent push barely
+           moves it, because the mapper is conditioned on the input's own F0 and energy.
+- both:    prosody first, then the latent push on the re-encoded, prosody-shifted audio (the
+           mapper then hears the new F0/energy tracks).
+
+Loudness matches the input unless `match_loudness=False`: absolute level is largely a property
+of the recording, and vocal effort is carried by spectral tilt instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emosteer.audio import SAMPLE_RATE, match_loudness, resample, validate_audio
+from emosteer.axes import AXIS_JSON, EmotionAxis
+from emosteer.embeddings.encoders import check_identity
+from emosteer.errors import ConfigError
+from emosteer.prosody.world import ProsodyDelta, apply_prosody
+from emosteer.synthesis.data import prosody_tracks
+from emosteer.synthesis.mapper import CONFIG_FILE, load_mapper
+from emosteer.synthesis.vocoders import load_vocoder
+
+log = logging.getLogger(__name__)
+
+MODES = ("latent", "prosody", "both")
+FRAME_SELECTIONS = ("all", "voiced")
+VOICED_THRESHOLD = 0.5  # the voicing track is interpolated onto SSL frames; majority vote
+CHUNK_SECONDS = 20.0  # long inputs are steered in pieces of this length...
+OVERLAP_SECONDS = 0.5  # ...cross-faded over this much, which hides the seams of both paths
+PROSODY_FILE = "prosody.json"  # a ProsodyDelta saved inside an axis directory
+
+
+@dataclass(frozen=True)
+class SteerConfig:
+    mode: str = "latent"
+    frames: str = "all"
+    match_loudness: bool = True
+    chunk_seconds: float = CHUNK_SECONDS
+    overlap_seconds: float = OVERLAP_SECONDS
+    sample_rate: int | None = None  # output rate; default: the vocoder's (16 kHz for prosody)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.frames not in FRAME_SELECTIONS:
+            raise ConfigError(f"frames {self.frames!r}: expected one of {', '.join(FRAME_SELECTIONS)}")
+        if self.chunk_seconds <= 2 * self.overlap_seconds or self.overlap_seconds < 0:
+            raise ConfigError("chunk_seconds must exceed twice overlap_seconds")
+
+
+class Steerer:
+    """Composes encoder, axis, mapper, vocoder and prosody delta into the steering operator.
+
+    Any of encoder/mapper/vocoder may be None when only the prosody path is used. `bf16` runs
+    the mapper and vocoder under bf16 autocast (the encoder has its own flag)."""
+
+    def __init__(self, axis: EmotionAxis | None, encoder=None, mapper=None, vocoder=None,
+                 prosody=None, bf16: bool = False):
+        self.axis, self.encoder, self.mapper, self.vocoder, self.prosody = (
+            axis, encoder, mapper, vocoder, prosody)
+        self.bf16 = bool(bf16)
+        check_parts(axis, encoder, mapper, vocoder)
+
+    @classmethod
+    def from_artifacts(cls, axis: EmotionAxis | str | Path | None = None, mapper=None,
+                       vocoder="griffinlim", prosody: ProsodyDelta | str | Path | None = None,
+                       mode: str = "latent", model: str | None = None, device: str = "cpu",
+                       bf16: bool = False, encoder=None) -> Steerer:
+        """The one way to build a Steerer from saved (or already loaded) parts; loads only what
+        `mode` needs. `axis`, `mapper` and `prosody` are paths or loaded objects, `vocoder` a
+        name, a path or a loaded vocoder, `encoder` an already-loaded encoder to share.
+
+        Without `encoder`, the encoder is rebuilt from the mapper's recorded identity (the
+        axis's if the mapper records none): same checkpoint, random-init flag and seed, so the
+        same weights, which the weights hash confirms. `model` relocates the checkpoint. The
+        prosody delta defaults to the axis directory's prosody.json. An axis may be omitted in
+        the latent modes (add one with `with_axis`); the encoder then keeps the mapper's layer."""
+        if mode not in MODES:
+            raise ConfigError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+        ax = EmotionAxis.load(axis) if isinstance(axis, (str, Path)) else axis
+        pdelta = ProsodyDelta.load(prosody) if isinstance(prosody, (str, Path)) else prosody
+        if pdelta is None and ax is not None and ax.path is not None \
+                and (ax.path / PROSODY_FILE).is_file():
+            pdelta = ProsodyDelta.load(ax.path / PROSODY_FILE)
+        if mode == "prosody":
+            return cls(ax, prosody=pdelta)
+        if mapper is None:
+            raise ConfigError(f"--mode {mode} needs --axis and --mapper")
+        mp = load_mapper(mapper, device=device) if isinstance(mapper, (str, Path)) else mapper
+        layer = ax.config.layer if ax is not None else mp.config.layer
+        if encoder is None:
+            ident, source = mp.config.encoder, _where(mp, "mapper", CONFIG_FILE)
+            if not ident.model and ax is not None:
+                ident, source = ax.config.encoder, _where(ax, "axis", AXIS_JSON)
+            if not (model or ident.model):
+                raise ConfigError(f"{source} names no encoder: pass --model")
+            encoder = ident.load((layer,), source=source, model=model, device=device, bf16=bf16)
+        voc = load_vocoder(vocoder, device=device, mel_config=mp.config.mel) \
+            if isinstance(vocoder, (str, Path)) else vocoder
+        return cls(ax, encoder=encoder, mapper=mp, vocoder=voc, prosody=pdelta, bf16=bf16)
+
+    def with_axis(self, axis: EmotionAxis, prosody: ProsodyDelta | None = None) -> Steerer:
+        """A Steerer sharing this one's encoder, mapper and vocoder with another axis (and
+        prosody delta): a reference axis in tts and the app. The same checks run."""
+        return type(self)(axis, encoder=self.encoder, mapper=self.mapper, vocoder=self.vocoder,
+                          prosody=prosody, bf16=self.bf16)
+
+    # -- latent path -------------------------------------------------------------------------
+    def _need_latent(self) -> None:
+        missing = [n for n in ("axis", "encoder", "mapper", "vocoder") if getattr(self, n) is None]
+        if missing:
+            raise ConfigError(f"latent steering needs {', '.join(missing)}")
+
+    def frames(self, wav: np.ndarray) -> np.ndarray:
+        """SSL frames (T, D) of a 16 kHz waveform at the axis layer."""
+        self._need_latent()
+        feats = self.encoder.encode(wav)
+        return feats[list(self.encoder.layers).index(self.axis.config.layer)]
+
+    def prosody_tracks(self, wav: np.ndarray, n_frames: int) -> np.ndarray:
+        return prosody_tracks(wav, SAMPLE_RATE, n_frames, self.mapper.config.in_rate)
+
+    def decode(self, frames: np.ndarray, tracks: np.ndarray | None) -> np.ndarray:
+        """Frames (T, D) -> mapper -> vocoder -> waveform at the vocoder's rate."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(frames.T, dtype=np.float32))[None]
+        p = None
+        if self.mapper.config.use_prosody:
+            p = torch.from_numpy(np.ascontiguousarray(tracks, dtype=np.float32))[None]
+        device = next(self.mapper.parameters()).device
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                    enabled=self.bf16):
+            mel = self.mapper(x.to(device), None if p is None else p.to(device))
+            wav = self.vocoder(mel.float())
+        return wav[0].float().cpu().numpy()
+
+    def latent(self, wav: np.ndarray, delta: float, frames: str = "all") -> np.ndarray:
+        """The latent push alone; returns audio at the vocoder's rate."""
+        feats = self.frames(wav)
+        tracks = self.prosody_tracks(wav, feats.shape[0])
+        steered = self.axis.steer(feats, delta)
+        if frames == "voiced":
+            mask = tracks[1] > VOICED_THRESHOLD
+            steered = np.where(mask[:, None], steered, feats)
+        return self.decode(steered, tracks)
+
+    # -- prosody path ------------------------------------------------------------------------
+    def prosody_shift(self, wav: np.ndarray, delta: float) -> np.ndarray:
+        if self.prosody is None:
+            raise ConfigError("prosody steering needs a prosody delta (an axis directory with "
+                              f"{PROSODY_FILE}, or --prosody FILE)")
+        if delta == 0:
+            return wav
+        return apply_prosody(wav, SAMPLE_RATE, self.prosody, scale=delta)
+
+    # -- public ------------------------------------------------------------------------------
+    def output_rate(self, cfg: SteerConfig) -> int:
+        if cfg.sample_rate:
+            return int(cfg.sample_rate)
+        return SAMPLE_RATE if cfg.mode == "prosody" else int(self.vocoder.sample_rate)
+
+    def _steer_chunk(self, wav: np.ndarray, delta: float, cfg: SteerConfig) -> tuple[np.ndarray, int]:
+        if cfg.mode in ("prosody", "both"):
+            wav = self.prosody_shift(wav, delta)
+        if cfg.mode == "prosody":
+            return wav, SAMPLE_RATE
+        return self.latent(wav, delta, cfg.frames), int(self.vocoder.sample_rate)
+
+    def steer(self, wav: np.ndarray, delta: float, cfg: SteerConfig | None = None,
+              source: str = "<input>") -> tuple[np.ndarray, int]:
+        """Steer a 16 kHz mono waveform by `delta`; returns (audio, sample_rate)."""
+        cfg = cfg or SteerConfig()
+        if not np.isfinite(delta):
+            raise ConfigError(f"delta must be a finite number, got {delta!r}")
+        wav = validate_audio(np.asarray(wav, dtype=np.float32), source)
+        pieces = []
+        sr = None
+        for start, stop in chunk_bounds(len(wav), SAMPLE_RATE, cfg.chunk_seconds, cfg.overlap_seconds):
+            y, sr = self._steer_chunk(wav[start:stop], delta, cfg)
+            pieces.append((start, stop, y))
+        out = crossfade_join(pieces, len(wav), SAMPLE_RATE, sr, cfg.overlap_seconds)
+        out_sr = self.output_rate(cfg)
+        out = resample(out, sr, out_sr)
+        if cfg.match_loudness:
+            out = match_loudness(out, wav)
+        return out.astype(np.float32), out_sr
+
+    def sweep(self, wav: np.ndarray, deltas: Sequence[float], modes: Iterable[str] = ("latent",),
+              frames: str = "all", source: str = "<input>") -> dict[tuple[str, float], tuple[np.ndarray, int]]:
+        """Every (mode, delta) combination of one input."""
+        return {(m, float(d)): self.steer(wav, d, SteerConfig(mode=m, frames=frames), source)
+                for m in modes for d in deltas}
+
+
+def chunk_bounds(n: int, sr: int, chunk_seconds: float, overlap_seconds: float
+                 ) -> list[tuple[int, int]]:
+    """Sample ranges of overlapping chunks covering [0, n); a short input is one chunk."""
+    size, ov = int(chunk_seconds * sr), int(overlap_seconds * sr)
+    if n <= size:
+        return [(0, n)]
+    bounds, start = [], 0
+    while True:
+        stop = min(n, start + size)
+        if n - stop < sr:  # do not leave a sliver shorter than a second for the last chunk
+            stop = n
+        bounds.append((start, stop))
+        if stop >= n:
+            return bounds
+        start = stop - ov
+
+
+def crossfade_join(pieces: list[tuple[int, int, np.ndarray]], n_in: int, sr_in: int, sr_out: int,
+                   overlap_seconds: float) -> np.ndarray:
+    """Join steered chunks, linearly cross-fading their overlaps.
+
+    A chunk's output may be longer or shorter than its input (rate change), so positions are
+    mapped through each chunk's own output/input length ratio."""
+    if len(pieces) == 1:
+        return pieces[0][2]
+    out = pieces[0][2]
+    for (start, stop, y), (_, p_stop, _) in zip(pieces[1:], pieces[:-1], strict=True):
+        ratio = len(y) / max(1, stop - start)
+        ov = int(round((p_stop - start) * ratio))
+        ov = max(0, min(ov, len(out), len(y)))
+        if ov:
+            ramp = np.linspace(0.0, 1.0, ov, dtype=np.float32)
+            out[len(out) - ov:] = out[len(out) - ov:] * (1 - ramp) + y[:ov] * ramp
+        out = np.concatenate([out, y[ov:]])
+    return out
+
+
+def _where(artifact, kind: str, filename: str) -> str:
+    """The file an artifact was loaded from, for error messages ("the mapper" if in memory)."""
+    path = getattr(artifact, "path", None)
+    return str(Path(path) / filename) if path is not None else f"the {kind}"
+
+
+def check_parts(axis, encoder, mapper, vocoder) -> None:
+    """Every consistency check between a Steerer's parts (any may be None)."""
+    if mapper is not None and vocoder is not None:
+        m, v = mapper.config.mel, vocoder.mel_config
+        if (m.sample_rate, m.hop_length, m.n_mels) != (v.sample_rate, v.hop_length, v.n_mels):
+            raise ConfigError(
+                f"mapper produces {m.n_mels} mels at {m.sample_rate} Hz / hop {m.hop_length}, "
+                f"the vocoder expects {v.n_mels} at {v.sample_rate} Hz / hop {v.hop_length}")
+    if mapper is not None and axis is not None and mapper.config.layer != axis.config.layer:
+        raise ConfigError(f"{_where(mapper, 'mapper', CONFIG_FILE)}: the mapper reads layer "
+                          f"{mapper.config.layer}, the axis is at layer {axis.config.layer}")
+    if mapper is not None and axis is not None and mapper.config.in_dim != axis.config.dim:
+        raise ConfigError(f"the mapper reads {mapper.config.in_dim}-dim frames, the axis has "
+                          f"{axis.config.dim} dims")
+    if encoder is None:
+        return
+    if axis is not None and axis.config.layer not in encoder.layers:
+        raise ConfigError(f"the encoder does not compute the axis layer {axis.config.layer}")
+    if mapper is not None and mapper.config.layer not in encoder.layers:
+        raise ConfigError(f"the encoder does not compute the mapper's layer {mapper.config.layer}")
+    hidden = encoder.config.hidden_size
+    if axis is not None and hidden != axis.config.dim:
+        raise ConfigError(f"the encoder has {hidden} dims, the axis {axis.config.dim}")
+    if mapper is not None and hidden != mapper.config.in_dim:
+        raise ConfigError(f"the encoder has {hidden} dims, the mapper reads {mapper.config.in_dim}")
+    actual = encoder.config.identity()
+    if mapper is not None:
+        check_identity(mapper.config.encoder, actual, _where(mapper, "mapper", CONFIG_FILE))
+    if axis is not None:
+        check_identity(axis.config.encoder, actual, _where(axis, "axis", AXIS_JSON))

@@ -1,0 +1,118 @@
+"""Recipes, the offline encoder fallback and the resumable pipeline (`emosteer run` / `demo`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emosteer.cli import main
+from emosteer.cli.run import parse_overrides
+from emosteer.errors import ConfigError
+from emosteer.pipeline.recipe import Recipe, bundled_recipes, load_recipe, recipe_from_dict
+
+
+def test_bundled_recipes_parse():
+    assert {"demo", "ravdess", "cremad"} <= set(bundled_recipes())
+    for name in bundled_recipes():
+        r = load_recipe(name)
+        assert r.encoder.model == "facebook/wav2vec2-base" and r.encoder.layer == 5
+    assert load_recipe("ravdess").corpus.download and not load_recipe("ravdess").encoder.fallback_random_init
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("name: x\nencoder:\n  modle: foo\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml.*encoder.*modle"):
+        load_recipe(bad)
+    with pytest.raises(ConfigError, match="kind"):
+        recipe_from_dict({"corpus": {"kind": "voxceleb"}})
+    with pytest.raises(ConfigError, match="no such recipe"):
+        load_recipe("nonexistent")
+
+
+def test_overrides_are_yaml_typed():
+    o = parse_overrides(["encoder.layer=7", "steer.deltas=[-1, 1]", "probe=false"])
+    assert o == {"encoder": {"layer": 7}, "steer": {"deltas": (-1, 1)}, "probe": False}
+    with pytest.raises(ConfigError):
+        parse_overrides(["nonsense"])
+    assert Recipe().replace(encoder={"layer": 3}).encoder.layer == 3
+
+
+def test_offline_fallback_is_a_labelled_random_init_control(tmp_path, monkeypatch):
+    from emosteer.embeddings import fallback as fb
+
+    monkeypatch.setattr(fb, "hub_reachable", lambda timeout=0: False)
+    monkeypatch.setitem(fb.KNOWN_ARCHITECTURES, "org/tiny-w2v2", (
+        "Wav2Vec2Config", dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                               intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 4),
+                               conv_kernel=(10, 4), num_conv_pos_embeddings=8,
+                               num_conv_pos_embedding_groups=2), True))
+    enc, note = fb.load_encoder_or_control("org/tiny-w2v2", (2,), tmp_path / "enc")
+    assert enc.config.random_init and enc.config.hidden_size == 32
+    assert "RANDOM-INIT" in note and "org/tiny-w2v2" in note
+    with pytest.raises(ConfigError, match="not known"):
+        fb.load_encoder_or_control("org/unknown", (2,), tmp_path / "enc2")
+    with pytest.raises(ConfigError, match="not reachable"):
+        fb.load_encoder_or_control("org/tiny-w2v2", (2,), tmp_path / "enc3", fallback=False)
+
+
+def test_local_model_loads_without_note(tiny_model_dir, tmp_path):
+    from emosteer.embeddings.fallback import load_encoder_or_control
+
+    enc, note = load_encoder_or_control(str(tiny_model_dir), (2,), tmp_path / "enc")
+    assert note == "" and not enc.config.random_init
+
+
+def tiny_recipe(tiny_model_dir) -> list[str]:
+    return ["--set", "corpus.n_sentences=2", "--set", "corpus.n_voices=3",
+            "--set", "axis.test_speakers=[spk_c]", "--set", f"encoder.model={tiny_model_dir}",
+            "--set", "encoder.layer=2", "--set", "encoder.probe_layers=[1]",
+            "--set", "mapper.hidden=16", "--set", "mapper.n_blocks=1",
+            "--set", "mapper.max_epochs=2", "--set", "steer.deltas=[0, 1]",
+            "--set", "steer.modes=[latent, prosody]", "--set", "steer.clips_per_speaker=1",
+            "--set", "probe=false", "--no-progress"]  # the probe has its own tests; UMAP's JIT is slow
+
+
+def test_demo_pipeline_runs_and_resumes(tiny_model_dir, tmp_path, caplog):
+    """Through the TTS example (evaluate and report have their own tests; the full run is slow)."""
+    out = tmp_path / "run"
+    args = ["demo", "--out", str(out), *tiny_recipe(tiny_model_dir)]
+    assert main([*args, "--stop-after", "axis"]) == 0
+    state = json.loads((out / "run.json").read_text())
+    assert list(state["stages"]) == ["corpus", "extract", "axis"]
+    assert state["encoder"]["note"] == ""
+    assert (out / "axis" / "prosody.json").is_file()
+    assert state["stages"]["axis"]["result"]["holdout"]["test_speakers"] == ["spk_c"]
+    store_mtime = (out / "store" / "store.json").stat().st_mtime_ns
+
+    caplog.set_level("INFO")
+    assert main([*args, "--stop-after", "tts"]) == 0
+    assert "extract: done earlier, skipped" in caplog.text
+    assert (out / "store" / "store.json").stat().st_mtime_ns == store_mtime
+    state = json.loads((out / "run.json").read_text())
+    assert list(state["stages"]) == ["corpus", "extract", "axis", "mapper", "steer", "tts"]
+    assert all(s["status"] == "done" for s in state["stages"].values())
+    sweep = json.loads((out / "steer" / "sweep.json").read_text())
+    assert len(sweep["items"]) == 2 * 2 and sweep["speaker"] == "spk_c"
+    assert all((out / "steer" / it["path"]).is_file() for it in sweep["items"])
+    assert (out / "mapper" / "mapper.safetensors").is_file()
+    tts = json.loads((out / "tts" / "sweep.json").read_text())
+    assert [it["alpha"] for it in tts["items"]] == [-1.0, 0.0, 1.0]
+    assert all((out / "tts" / it["path"]).is_file() for it in tts["items"])
+
+    # a different recipe in the same directory is refused, not silently mixed
+    assert main([*args, "--set", "encoder.layer=1"]) == 2
+
+
+@pytest.mark.slow
+def test_demo_pipeline_full(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    assert main(["demo", "--out", str(out), *tiny_recipe(tiny_model_dir)]) == 0
+    state = json.loads((out / "run.json").read_text())
+    assert list(state["stages"]) == ["corpus", "extract", "axis", "mapper", "steer", "tts",
+                                     "evaluate", "report"]
+    evaluation = json.loads((out / "evaluate" / "evaluate.json").read_text())
+    assert {c["speaker"] for c in evaluation["clips"]} == {"spk_c"}
+    html = (out / "index.html").read_text()
+    assert "<audio" in html and "spk_c" in html
