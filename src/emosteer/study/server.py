@@ -20,7 +20,7 @@ import re
 import secrets
 import threading
 import time
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from fastapi import Cookie, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +39,7 @@ COOKIE = "emosteer_pid"
 AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg",
                ".mp3": "audio/mpeg"}
 SCALE = (1, 5)  # intensity and naturalness (MOS) are 1-5 ratings
+ModelT = TypeVar("ModelT", bound=BaseModel)
 # Consents per client address: a lab session of up to 60 seats behind one NAT (or a reverse
 # proxy) may all press Start at once; after that one new participant per 10 s per address is
 # far above any human pace, yet caps a script at 360 an hour instead of thousands a minute.
@@ -93,9 +94,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         lengths = [v for k, v in scope["headers"] if k.lower() == b"content-length"]
-        chunked = any(k.lower() == b"transfer-encoding" for k, _ in scope["headers"])
+        encoded = any(k.lower() == b"transfer-encoding" for k, _ in scope["headers"])
         refusal = None
-        if lengths and chunked:
+        if lengths and encoded:
             refusal = (400, "Content-Length and Transfer-Encoding together are not accepted")
         elif len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
             refusal = (400, "malformed Content-Length")
@@ -172,7 +173,8 @@ def _errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for e in errors]
 
 
-def validate(model: type[BaseModel], data: Any) -> Any:
+def validate(model: type[ModelT], data: Any) -> ModelT:
+    """`data` as `model`, or a 422 StudyRequestError that lists the fields (not their values)."""
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -185,7 +187,8 @@ class ConsentLimiter:
     def __init__(self, burst: int = CONSENT_BURST, refill_s: float = CONSENT_REFILL_S,
                  max_tracked: int = MAX_TRACKED_ADDRESSES) -> None:
         if burst < 1 or refill_s <= 0:
-            raise ValueError("consent limit: burst must be >= 1 and refill_s > 0")
+            raise ConfigError(f"consent limit: burst must be >= 1 and refill_s > 0, got "
+                              f"{burst} and {refill_s}")
         self.burst, self.refill_s, self.max_tracked = burst, refill_s, max_tracked
         self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, at)
         self._lock = threading.Lock()  # endpoints run in a thread pool
