@@ -10,9 +10,10 @@ import sys
 import numpy as np
 import pytest
 
+from emosteer.corpora.transcripts import transcript
 from emosteer.errors import ConfigError
 from emosteer.evaluation import judges as J
-from emosteer.evaluation.transcripts import transcript
+from emosteer.evaluation import panel
 
 SENTENCE = "Please call Stella and ask her to bring these things with her from the store."
 RAVDESS_PATTERN = "Actor_{a:02d}/03-01-01-01-{s}-01-{a:02d}.flac"  # neutral, normal, rep 1
@@ -111,28 +112,28 @@ def test_missing_package_is_reported_and_skipped_by_default(monkeypatch):
     monkeypatch.setitem(sys.modules, "speechmos", None)  # `import speechmos` now fails
     ok, why = J.DnsmosJudge().available()
     assert not ok and "speechmos" in why
-    assert J.available_judges()["dnsmos"][0] is False
-    judges, skipped = J.make_judges()
+    assert panel.available_judges()["dnsmos"][0] is False
+    judges, skipped = panel.make_judges()
     assert "dnsmos" not in judges and "speechmos" in skipped["dnsmos"]
     with pytest.raises(ConfigError, match="speechmos"):
-        J.make_judges("dnsmos")
+        panel.make_judges("dnsmos")
     with pytest.raises(ConfigError, match="unknown judge"):
-        J.make_judges("dnsmos,nonsense")
+        panel.make_judges("dnsmos,nonsense")
 
 
 def test_missing_opensmile_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "opensmile", None)
-    ok, why = J.available_judges()["emotion"]
+    ok, why = panel.available_judges()["emotion"]
     assert not ok and "opensmile" in why
     with pytest.raises(ConfigError, match="opensmile"):
-        J.make_judges(["emotion"], emotion_model="/nowhere")
+        panel.make_judges(["emotion"], emotion_model="/nowhere")
 
 
 def test_unconfigured_judges_are_skipped_not_fatal():
-    judges, skipped = J.make_judges()
+    judges, skipped = panel.make_judges()
     assert "ser" in skipped and "emotion" in skipped
     with pytest.raises(ConfigError, match="ser"):
-        J.make_judges("ser")
+        panel.make_judges("ser")
 
 
 # --- DNSMOS -------------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ def test_hub_ser_maps_labels_and_reports_unmapped(tmp_path):
     assert ra["p_angry"] == pytest.approx(p[0], abs=1e-5)
     assert ra["p_unmapped"] == pytest.approx(p[4], abs=1e-5)
     assert any(abs(ra[k] - rb[k]) > 1e-4 for k in ra if k.startswith("p_"))
-    judges, skipped = J.make_judges("ser", ser_model=str(path))
+    judges, skipped = panel.make_judges("ser", ser_model=str(path))
     assert isinstance(judges["ser"], J.HubSerJudge) and not skipped
 
 

@@ -366,7 +366,7 @@ class EmotionJudge(Judge):
 
     def _score_batch(self, wavs: list[np.ndarray], contexts: list[dict]) -> list[Score]:
         P = self.class_proba(self.extractor.features_many(wavs))
-        return [{f"p_{c}": float(p) for c, p in zip(self.classes, row)} for row in P]
+        return [{f"p_{c}": float(p) for c, p in zip(self.classes, row, strict=True)} for row in P]
 
     def _score(self, wav16: np.ndarray, **context: Any) -> Score:
         return self._score_batch([wav16], [context])[0]
@@ -589,7 +589,7 @@ def train_emotion_judge(clips: Sequence[Clip], labels: Sequence[str], speakers: 
     keep = np.isin(labels, classes)
     ex = extractor or default_extractor()
     if features is None:
-        kept = [c for c, k in zip(clips, keep) if k]
+        kept = [c for c, k in zip(clips, keep, strict=True) if k]
         X_all = ex.features_many(kept, progress=progress)
     else:
         features = np.asarray(features, np.float64)

@@ -17,6 +17,7 @@ import numpy as np
 from emosteer.audio import SAMPLE_RATE, resample
 from emosteer.corpora.formats import normalize_emotion
 from emosteer.errors import ConfigError, CorpusError
+from emosteer.evaluation.judges import word_error_rate
 from emosteer.synthesis.data import mel_cepstral_distortion
 from emosteer.synthesis.mel import log_mel_spectrogram
 
@@ -169,23 +170,6 @@ def fidelity(ref16: np.ndarray, out: np.ndarray, sr: int, mel_cfg) -> dict[str, 
         res["pesq"] = float("nan")
     res["stoi"] = float(stoi(ref, deg, SAMPLE_RATE, extended=False))
     return res
-
-
-def _edit_distance(a: list[str], b: list[str]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = reference.lower().split(), hypothesis.lower().split()
-    if not ref:
-        return float("nan")
-    return _edit_distance(ref, hyp) / len(ref)
 
 
 class ExternalMetrics:
