@@ -4,13 +4,14 @@ and score one clip with all of them."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from emosteer.audio import SAMPLE_RATE
-from emosteer.errors import ConfigError, EmosteerError
+from emosteer.audio import SAMPLE_RATE, load_audio
+from emosteer.errors import AudioError, ConfigError, EmosteerError
 from emosteer.evaluation.emotion_judge import EmotionJudge
 from emosteer.evaluation.judges import (
     AsrJudge,
@@ -124,3 +125,30 @@ def score_all(judges: Mapping[str, Judge], wav: np.ndarray, sr: int, **context: 
               ) -> dict[str, Score]:
     """Every judge on one clip -> {judge name: its scores}; each judge reads its own context."""
     return {name: j.score(wav, sr, **context) for name, j in judges.items()}
+
+
+def judge_files(paths: Iterable[str | os.PathLike], names: str | Iterable[str] | None = None, *,
+                ref_text: str | None = None, ref_wav: str | os.PathLike | None = None,
+                **options: Any) -> dict[str, Any]:
+    """Score audio files with the panel -> {"files": [{path, scores | error}], "skipped": {...},
+    "judges": [...]}. `ref_text` is the transcript for WER; `ref_wav` the speaker reference
+    (and, with no transcript, the reference whose ASR the output is compared with). A file that
+    cannot be read is reported in its row and the rest are still scored."""
+    ref = None if ref_wav is None else load_audio(ref_wav, SAMPLE_RATE)
+    if ref is not None:
+        options = dict(options, reference_wav=ref, reference_sr=SAMPLE_RATE)
+    judges, skipped = make_judges(names, **options)
+    context: dict[str, Any] = {}
+    if ref_text:
+        context["text"] = ref_text
+    elif ref is not None:
+        context.update(reference_wav=ref, reference_sr=SAMPLE_RATE)
+    rows = []
+    for path in paths:
+        try:
+            wav = load_audio(path, SAMPLE_RATE)
+        except AudioError as e:
+            rows.append({"path": str(path), "error": str(e)})
+            continue
+        rows.append({"path": str(path), "scores": score_all(judges, wav, SAMPLE_RATE, **context)})
+    return {"judges": sorted(judges), "skipped": skipped, "files": rows}
