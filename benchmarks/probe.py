@@ -42,12 +42,13 @@ def synthetic_corpus(n_layers: int = 13, n_clips: int = 480, dim: int = 768,
 
 
 def synthetic_store(out: Path, n_layers: int, n_clips: int, dim: int):
+    from emosteer.embeddings.encoders import EncoderIdentity
     from emosteer.embeddings.store import EmbeddingStore, StoreConfig, write_store
 
     layers, spk, emo = synthetic_corpus(n_layers, n_clips, dim)
     index = [{"utt_id": f"synth/{i:04d}", "speaker": s, "emotion": e, "corpus": "synth"}
              for i, (s, e) in enumerate(zip(spk, emo, strict=True))]
-    cfg = StoreConfig(model="synthetic", layers=tuple(layers), pooling="mean",
+    cfg = StoreConfig(encoder=EncoderIdentity("synthetic", random_init=None), layers=tuple(layers), pooling="mean",
                       hidden_size=dim, source="import")
     write_store(out, cfg, index, layers)
     return EmbeddingStore.open(out)

@@ -27,9 +27,9 @@ from emosteer.axes import wrap_vector
 from emosteer.embeddings.encoders import load_encoder
 from emosteer.embeddings.fallback import architecture_dir
 from emosteer.errors import EmosteerError
+from emosteer.steering.steer import SteerConfig, Steerer
 from emosteer.synthesis.hifigan import VERSIONS
 from emosteer.synthesis.mapper import Mapper, MapperConfig
-from emosteer.steering.steer import SteerConfig, Steerer
 from emosteer.synthesis.vocoders import HiFiGAN
 
 LAYER = 5

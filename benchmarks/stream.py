@@ -28,12 +28,12 @@ from steer import speech  # benchmarks/steer.py: RAVDESS, else Piper, else a syn
 from emosteer.axes import wrap_vector
 from emosteer.embeddings.encoders import load_encoder
 from emosteer.embeddings.fallback import architecture_dir
-from emosteer.synthesis.hifigan import VERSIONS
-from emosteer.synthesis.mapper import Mapper, MapperConfig, load_mapper
 from emosteer.prosody.world import ProsodyDelta
+from emosteer.steering.compare import compare_outputs
 from emosteer.steering.steer import SteerConfig, Steerer
 from emosteer.steering.stream import StreamConfig, StreamingSteerer
-from emosteer.steering.compare import compare_outputs
+from emosteer.synthesis.hifigan import VERSIONS
+from emosteer.synthesis.mapper import Mapper, MapperConfig, load_mapper
 from emosteer.synthesis.vocoders import GriffinLim, HiFiGAN
 
 LAYER = 5

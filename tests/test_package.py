@@ -106,7 +106,7 @@ def reexports(path: Path) -> list[str]:
                                              for t in n.targets):
             exported = {e.value for e in ast.walk(n.value) if isinstance(e, ast.Constant)}
     bad = []
-    for node, module, names in _own_imports(tree):
+    for node, module, _ in _own_imports(tree):
         for a in getattr(node, "names", []):
             bound = a.asname or a.name.split(".")[0]
             if module != "emosteer" or a.name != "__version__":

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # A value like "-1,-0.5,0" starts with "-", so argparse would read it as an option. Such a
-# number list is glued to the flag before it ("--deltas=-1,...") so the seed's spelling works.
+# number list is glued to the flag before it ("--deltas=-1,...") so "--deltas -1,0,1" works too.
 _NUMBER_LIST = re.compile(r"^-\d*\.?\d+(,\s*-?\d*\.?\d+)*,?$")
 
 

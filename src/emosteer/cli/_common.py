@@ -53,3 +53,26 @@ def add_force(p: argparse.ArgumentParser) -> None:
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the models")
+
+
+class LazyChoices:
+    """argparse `choices` read from a library constant on first use, so that building the
+    parser (every `emosteer` call) does not import a heavy owner module. Give the argument a
+    `metavar`; `%(choices)s` in its help lists the values."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def _values(self) -> tuple:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(self.module), self.name))
+
+    def __iter__(self):
+        return iter(self._values())
+
+    def __contains__(self, value) -> bool:
+        return value in self._values()
+
+
+POOLING_CHOICES = LazyChoices("emosteer.embeddings.store", "POOLINGS")

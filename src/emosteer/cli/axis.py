@@ -36,7 +36,7 @@ def register(subparsers) -> None:
                    help="target emotion, or several comma-separated (one axis each)")
     p.add_argument("--out", required=True, type=Path, help="output axis directory")
     p.add_argument("--normalize-per-speaker", action="store_true",
-                   help="average unit per-speaker shifts (as the seed did) instead of raw ones")
+                   help="average unit per-speaker shifts (each speaker weighs the same) instead of raw ones")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--holdout-speakers", default=None,
                    help="comma-separated speakers kept out of the axis; report AUC on them")

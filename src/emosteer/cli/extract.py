@@ -19,23 +19,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emosteer.cli._common import add_device, add_force, parse_layers, parse_list
+from emosteer.cli._common import (
+    POOLING_CHOICES,
+    add_device,
+    add_force,
+    parse_layers,
+    parse_list,
+)
 from emosteer.errors import ConfigError
 
 
 def register(subparsers) -> None:
+    from emosteer.corpora.formats import FORMATS
+
     p = subparsers.add_parser(
         "extract", help="encode a corpus into an embedding store (resumable)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", type=Path, help="corpus directory (or manifest CSV for --format csv)")
-    p.add_argument("--format", required=True,
-                   help="corpus format: cremad, ravdess, emodb, tess or csv")
+    p.add_argument("--format", required=True, choices=FORMATS, help="corpus format")
     p.add_argument("--model", required=True, help="hub id or local model directory")
     p.add_argument("--layers", default=None,
                    help="layers to keep, e.g. '5', '0-12', '3,5,7-9' (default: all)")
     p.add_argument("--out", required=True, type=Path, help="output store directory")
-    p.add_argument("--pooling", default="mean", choices=("mean", "energy", "norm", "voiced"),
-                   help="how frames are pooled per utterance (default mean)")
+    p.add_argument("--pooling", default="mean", choices=POOLING_CHOICES, metavar="POOLING",
+                   help="how frames are pooled per utterance: %(choices)s (default mean)")
     p.add_argument("--frame-layers", default=None,
                    help="also store fp16 frame sequences for these layers (e.g. '5')")
     p.add_argument("--random-init", action="store_true",
@@ -53,7 +60,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emosteer.corpora.formats import scan_corpus
+    from emosteer.corpora.formats import match_speakers, scan_corpus
     from emosteer.distributed import Dist
     from emosteer.embeddings.encoders import load_encoder
     from emosteer.embeddings.extract import extract_store
@@ -73,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if emotions:
         utts = [u for u in utts if u.emotion in emotions]
     if speakers:
-        utts = [u for u in utts if u.speaker in speakers]
+        wanted = set(match_speakers(speakers, {u.speaker for u in utts}))
+        utts = [u for u in utts if u.speaker in wanted]
     if args.limit is not None:
         utts = utts[:args.limit]
     if not utts:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emosteer.cli._common import add_force
+from emosteer.cli._common import POOLING_CHOICES, add_force
 from emosteer.errors import ConfigError
 
 
@@ -25,8 +25,9 @@ def register(subparsers) -> None:
     p.add_argument("--layer", type=int, required=True, help="layer the vectors come from")
     p.add_argument("--out", required=True, type=Path, help="output store directory")
     p.add_argument("--model", default="unknown", help="model id the vectors came from")
-    p.add_argument("--pooling", default="norm", choices=("mean", "energy", "norm", "voiced"),
-                   help="how the vectors were pooled (default norm, as the shared embeddings)")
+    p.add_argument("--pooling", default="norm", choices=POOLING_CHOICES, metavar="POOLING",
+                   help="how the vectors were pooled: %(choices)s (default norm, as the shared "
+                        "embeddings)")
     add_force(p)
     p.set_defaults(func=run)
 

@@ -31,6 +31,7 @@ OUTPUTS = ("probe.json", "metrics_vs_layer.png", "scatter_best_layer.png", "axis
 
 
 def register(subparsers) -> None:
+    from emosteer.corpora.formats import FORMATS
     from emosteer.evaluation.probe import N_BOOT
 
     p = subparsers.add_parser(
@@ -61,7 +62,7 @@ def register(subparsers) -> None:
     m = subparsers.add_parser(
         "mfcc-store", help="MFCC-statistics control store (layer 0) for `emosteer probe`")
     m.add_argument("corpus", help="corpus directory (or manifest CSV for --format csv)")
-    m.add_argument("--format", required=True, help="cremad, ravdess, emodb, tess or csv")
+    m.add_argument("--format", required=True, choices=FORMATS, help="corpus format")
     m.add_argument("--out", required=True, type=Path, help="output store directory")
     add_force(m)
     m.set_defaults(func=run_mfcc_store)

@@ -23,10 +23,9 @@ from emosteer.errors import AudioError, ConfigError, CorpusError
 
 log = logging.getLogger(__name__)
 
-CORPUS_FORMATS = ("cremad", "ravdess", "emodb", "tess", "csv")
-
-
 def register(subparsers) -> None:
+    from emosteer.corpora.formats import FORMATS
+
     p = subparsers.add_parser(
         "prosody", help="measure, learn and apply prosody (F0, effort, level, rate)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,11 +38,11 @@ def register(subparsers) -> None:
 
     learn = sub.add_parser("learn", help="learn a speaker-normalised prosody delta")
     learn.add_argument("corpus", type=Path, help="corpus root directory (or csv manifest)")
-    learn.add_argument("--format", required=True, choices=CORPUS_FORMATS, help="corpus layout")
+    learn.add_argument("--format", required=True, choices=FORMATS, help="corpus layout")
     learn.add_argument("--source", required=True, help="source emotion, e.g. calm")
     learn.add_argument("--target", required=True, help="target emotion, e.g. angry")
     learn.add_argument("--speakers", default=None,
-                       help="comma-separated speakers to learn from (default: all)")
+                       help="speakers to learn from, e.g. 'ravdess_01,02' or '01-06' (default: all)")
     learn.add_argument("--out", required=True, type=Path, help="output DELTA.json")
     add_force(learn)
     learn.set_defaults(func=run_learn)
@@ -91,7 +90,7 @@ def run_measure(args) -> int:
 
 
 def run_learn(args) -> int:
-    from emosteer.corpora.formats import normalize_emotion, scan_corpus
+    from emosteer.corpora.formats import match_speakers, normalize_emotion, scan_corpus
     from emosteer.prosody.world import learn_prosody_delta
 
     source, target = normalize_emotion(args.source), normalize_emotion(args.target)
@@ -99,12 +98,8 @@ def run_learn(args) -> int:
         raise ConfigError(f"--source and --target are both {source!r}")
     refuse_overwrite(args.out, args.force)
     utts = [u for u in scan_corpus(args.corpus, args.format) if u.emotion in (source, target)]
-    wanted = set(parse_list(args.speakers))
-    if wanted:
-        unknown = wanted - {u.speaker for u in utts}
-        if unknown:
-            raise ConfigError(f"--speakers: no {source}/{target} clips for {sorted(unknown)} "
-                              f"in {args.corpus}")
+    if args.speakers:
+        wanted = set(match_speakers(parse_list(args.speakers), {u.speaker for u in utts}))
         utts = [u for u in utts if u.speaker in wanted]
     if not utts:
         raise CorpusError(f"{args.corpus}: no {source!r} or {target!r} clips")

@@ -196,10 +196,10 @@ def train_mapper_on_corpus(out_dir: str | os.PathLike, model: str, layer: int = 
         dist.barrier()
     examples = prepare_examples(train_utts, encoder, layer, mel, cache, progress=progress)
     tests = prepare_examples(test_utts, encoder, layer, mel, cache, progress=progress)
-    if init_cfg is not None:
-        cfg = init_cfg
+    ec = encoder.config
+    if init_cfg is not None:  # the frames now come from this encoder: record its identity
+        cfg = dataclasses.replace(init_cfg, encoder=ec.identity())
     else:
-        ec = encoder.config
         cfg = MapperConfig.for_mel(mel, in_dim=ec.hidden_size, encoder=ec.identity(),
                                    layer=layer, in_rate=ec.frame_rate, hidden=hidden,
                                    n_blocks=n_blocks, n_transformer_layers=n_transformer_layers,
