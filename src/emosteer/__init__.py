@@ -1,7 +1,7 @@
 """emosteer: find emotion in the latent space of self-supervised speech models and steer along it.
 
 The method, in its own verbs: `load_encoder` -> `extract_store` -> `build_axis` (plus
-`learn_prosody_delta`) -> `train_mapper` -> `Steerer.from_artifacts(...).steer(wav, delta)`.
+`learn_prosody_delta`) -> `train_mapper_on_corpus` -> `Steerer.from_artifacts(...).steer(wav, delta)`.
 Subpackages, one per stage: corpora, embeddings, axes, prosody, synthesis, steering, tts,
 evaluation, report, pipeline, app, study, cli.
 
@@ -26,6 +26,7 @@ _LAZY = {
     "learn_prosody_delta": "emosteer.prosody",
     "ProsodyDelta": "emosteer.prosody",
     "train_mapper": "emosteer.synthesis",
+    "train_mapper_on_corpus": "emosteer.synthesis",
     "load_mapper": "emosteer.synthesis",
     "load_vocoder": "emosteer.synthesis",
     "Steerer": "emosteer.steering",
