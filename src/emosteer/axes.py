@@ -238,6 +238,8 @@ class EmotionAxis:
     @classmethod
     def from_fit(cls, fit: AxisFit, **config: Any) -> EmotionAxis:
         speakers = config.pop("speakers", fit.speakers)
+        if "model" in config:  # a name only, like wrap_vector's `model`
+            config["encoder"] = _identity(config.pop("model"))
         cfg = AxisConfig(dim=int(fit.vector.shape[0]), speakers=tuple(speakers), **config)
         return cls(fit.vector, cfg, dict(fit.diagnostics))
 
@@ -285,14 +287,20 @@ class EmotionAxis:
         return cls(tensors["vector"], cfg, dict(meta.get("diagnostics") or {}), path=path)
 
 
+def _identity(model: str | EncoderIdentity) -> EncoderIdentity:
+    """An encoder identity, or one that knows only the model's name."""
+    if isinstance(model, EncoderIdentity):
+        return model
+    return EncoderIdentity(str(model), random_init=None)
+
+
 def wrap_vector(vector, model: str | EncoderIdentity, layer: int, source: str, target: str,
                 calibration: float | None = None, **config: Any) -> EmotionAxis:
     """Bind a bare vector (e.g. the seed's emotion_axis_layer5.npy) to its model and layer.
 
     Without data its calibration is unknown: by default delta = 1 adds the vector itself,
     which is what the seed did. `model` is the encoder's identity, or just its name."""
-    encoder = model if isinstance(model, EncoderIdentity) else EncoderIdentity(str(model),
-                                                                                random_init=None)
+    encoder = _identity(model)
     v = np.asarray(vector, dtype=np.float32).reshape(-1)
     norm = float(np.linalg.norm(v))
     diagnostics = {"norm": norm, "calibration": norm if calibration is None else float(calibration)}

@@ -103,8 +103,8 @@ def test_random_init_seed_changes_the_store(tmp_path, tiny_model_dir, utterances
 
 def test_mapper_weights_are_bit_identical(tmp_path, tiny_model_dir, utterances):
     enc = load_encoder(tiny_model_dir, layers=[2])
-    cfg = MapperConfig.for_mel(SSL_16K, in_dim=32, encoder=EncoderIdentity(str(tiny_model_dir)), layer=2,
-                               hidden=16, n_blocks=2, dilations=(1, 2), dropout=0.1)
+    cfg = MapperConfig.for_mel(SSL_16K, in_dim=32, encoder=EncoderIdentity(str(tiny_model_dir)),
+                               layer=2, hidden=16, n_blocks=2, dilations=(1, 2), dropout=0.1)
     tc = TrainConfig(lr=3e-3, batch_size=4, max_epochs=3, patience=10, seed=SEED)
     outs = []
     for run in ("a", "b"):
@@ -116,7 +116,7 @@ def test_mapper_weights_are_bit_identical(tmp_path, tiny_model_dir, utterances):
     a, b = outs
     _same_file(a / "mapper.safetensors", b / "mapper.safetensors")
     mcfg = _same_json(a / "mapper.json", b / "mapper.json")
-    assert mcfg["model"] == str(tiny_model_dir) and mcfg["layer"] == 2
+    assert mcfg["encoder"]["model"] == str(tiny_model_dir) and mcfg["layer"] == 2
     ra, rb = (json.loads((d / "train_report.json").read_text()) for d in (a, b))
     for r in (ra, rb):
         for h in r["result"]["history"]:
