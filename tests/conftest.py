@@ -81,3 +81,37 @@ def make_tiny_model_dir(path: Path, kind: str = "wav2vec2", num_layers: int = 4,
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model_dir(tmp_path_factory.mktemp("tiny_w2v2"))
+
+
+TINY_LAYER = 2  # a middle layer of the tiny 4-layer encoder
+TINY_PROSODY = dict(f0_shift_st=3.0, f0_range_ratio=1.3, tilt_db=4.0, energy_db=3.0, rate_ratio=1.1)
+
+
+def make_tiny_run(root: Path, model_dir: Path, *, axis=None, calibration: float = 2.5,
+                  prosody: dict | None = None, n_blocks: int = 1) -> Path:
+    """The artifacts a steer needs, for the tiny encoder: root/axis (a random 32-d calm -> angry
+    axis at TINY_LAYER unless `axis` is given), root/axis/prosody.json (TINY_PROSODY updated by
+    `prosody`) and root/mapper (untrained)."""
+    import numpy as np
+
+    from emosteer.axes import wrap_vector
+    from emosteer.embeddings.encoders import EncoderIdentity
+    from emosteer.prosody.world import ProsodyDelta
+    from emosteer.synthesis.mapper import Mapper, MapperConfig
+
+    if axis is None:
+        axis = wrap_vector(np.random.default_rng(0).normal(size=32), model=str(model_dir),
+                           layer=TINY_LAYER, source="calm", target="angry",
+                           calibration=calibration)
+    axis.save(root / "axis")
+    ProsodyDelta(**{**TINY_PROSODY, **(prosody or {})}, source="calm", target="angry").save(
+        root / "axis" / "prosody.json")
+    Mapper(MapperConfig(in_dim=32, encoder=EncoderIdentity(str(model_dir)), layer=TINY_LAYER,
+                        hidden=16, n_blocks=n_blocks)).save(root / "mapper")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_model_dir) -> Path:
+    """make_tiny_run with its defaults, shared by every test that only reads it."""
+    return make_tiny_run(tmp_path_factory.mktemp("tiny_run"), tiny_model_dir)

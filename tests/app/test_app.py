@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import make_tiny_run
 from emosteer.app import core as app_mod
 from emosteer.app.core import (
     AppConfig,
@@ -21,11 +22,8 @@ from emosteer.app.core import (
     validate_upload,
 )
 from emosteer.audio import SAMPLE_RATE, load_audio, save_audio
-from emosteer.axes import wrap_vector
 from emosteer.cli import main
-from emosteer.embeddings.encoders import EncoderIdentity
 from emosteer.errors import AudioError, ConfigError
-from emosteer.prosody.world import ProsodyDelta
 
 LAYER = 2
 CALIBRATION = 2.5
@@ -43,17 +41,8 @@ def tone(seconds: float, f0: float = 140.0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A run directory: axis (+ prosody.json) and an untrained mapper for the tiny encoder."""
-    from emosteer.synthesis.mapper import Mapper, MapperConfig
-
-    root = tmp_path_factory.mktemp("apprun") / "demo-run"
-    wrap_vector(np.random.default_rng(0).normal(size=32), model=str(tiny_model_dir), layer=LAYER,
-                source="calm", target="angry", calibration=CALIBRATION).save(root / "axis")
-    ProsodyDelta(f0_shift_st=3.0, f0_range_ratio=1.3, tilt_db=4.0, energy_db=3.0, rate_ratio=1.1,
-                 source="calm", target="angry").save(root / "axis" / "prosody.json")
-    Mapper(MapperConfig(in_dim=32, encoder=EncoderIdentity(str(tiny_model_dir)),
-                        layer=LAYER, hidden=16,
-                        n_blocks=1)).save(root / "mapper")
-    return root
+    return make_tiny_run(tmp_path_factory.mktemp("apprun") / "demo-run", tiny_model_dir,
+                         calibration=CALIBRATION)
 
 
 @pytest.fixture(scope="module")

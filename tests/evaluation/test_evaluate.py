@@ -9,18 +9,18 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import make_tiny_run
 from emosteer.audio import SAMPLE_RATE, save_audio
 from emosteer.axes import build_axis
 from emosteer.cli import main
 from emosteer.corpora.formats import Utterance
-from emosteer.embeddings.encoders import EncoderIdentity, load_encoder
+from emosteer.embeddings.encoders import load_encoder
 from emosteer.embeddings.extract import extract_store
 from emosteer.errors import ConfigError
 from emosteer.evaluation.evaluate import EvaluateConfig, evaluate
 from emosteer.evaluation.metrics import ExternalMetrics, PosteriorProbe, mean_cell, spearman_cell
 from emosteer.evaluation.select import clip_id, resolve_speakers, select_clips
 from emosteer.prosody.correlates import CORRELATE_KEYS
-from emosteer.prosody.world import ProsodyDelta
 
 LAYER = 2
 SPEAKERS = {"synth_01": 110.0, "synth_02": 150.0, "synth_03": 125.0}  # base F0 per speaker
@@ -42,8 +42,6 @@ def voice(seconds: float, f0: float, bright: float) -> np.ndarray:
 def setup(tmp_path_factory, tiny_model_dir):
     """Store (3 synthetic speakers, calm = low and dull, angry = high and bright), axis from
     the training speakers, prosody delta and an untrained mapper for the tiny encoder."""
-    from emosteer.synthesis.mapper import Mapper, MapperConfig
-
     root = tmp_path_factory.mktemp("evaluate")
     utts = []
     for spk, f0 in SPEAKERS.items():
@@ -55,12 +53,9 @@ def setup(tmp_path_factory, tiny_model_dir):
                                       sentence=str(i)))
     store = extract_store(utts, load_encoder(tiny_model_dir, layers=[LAYER]), root / "store",
                           progress=False)
-    build_axis(store, LAYER, "calm", "angry", exclude_speakers=HELD_OUT).save(root / "axis")
-    ProsodyDelta(f0_shift_st=5.0, f0_range_ratio=1.2, tilt_db=4.0, energy_db=3.0, rate_ratio=1.0,
-                 source="calm", target="angry").save(root / "axis" / "prosody.json")
-    Mapper(MapperConfig(in_dim=32, encoder=EncoderIdentity(str(tiny_model_dir)),
-                        layer=LAYER, hidden=16,
-                        n_blocks=1)).save(root / "mapper")
+    axis = build_axis(store, LAYER, "calm", "angry", exclude_speakers=HELD_OUT)
+    make_tiny_run(root, tiny_model_dir, axis=axis, prosody=dict(f0_shift_st=5.0, f0_range_ratio=1.2,
+                                                                 rate_ratio=1.0))
     return root
 
 

@@ -8,10 +8,8 @@ import pytest
 from emosteer.audio import SAMPLE_RATE, load_audio, rms_db, save_audio
 from emosteer.axes import wrap_vector
 from emosteer.cli import main
-from emosteer.embeddings.encoders import EncoderIdentity
 from emosteer.errors import ConfigError, EmosteerError
 from emosteer.prosody.correlates import acoustic_correlates
-from emosteer.prosody.world import ProsodyDelta
 from emosteer.steering.steer import SteerConfig, Steerer, chunk_bounds, crossfade_join
 
 LAYER = 2
@@ -28,21 +26,9 @@ def tone(seconds: float, f0: float = 140.0, sr: int = SAMPLE_RATE) -> np.ndarray
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, tiny_model_dir):
-    """An axis, prosody delta and untrained mapper for the tiny encoder."""
-    from emosteer.synthesis.mapper import Mapper, MapperConfig
-
-    root = tmp_path_factory.mktemp("steer")
-    rng = np.random.default_rng(0)
-    axis = wrap_vector(rng.normal(size=32), model=str(tiny_model_dir), layer=LAYER,
-                       source="calm", target="angry", calibration=2.5)
-    axis.save(root / "axis")
-    ProsodyDelta(f0_shift_st=3.0, f0_range_ratio=1.3, tilt_db=4.0, energy_db=3.0,
-                 rate_ratio=1.1, source="calm", target="angry").save(root / "axis" / "prosody.json")
-    Mapper(MapperConfig(in_dim=32, encoder=EncoderIdentity(str(tiny_model_dir)),
-                        layer=LAYER, hidden=16,
-                        n_blocks=1)).save(root / "mapper")
-    return root
+def artifacts(tiny_run):
+    """An axis (calibration 2.5), prosody delta and untrained mapper for the tiny encoder."""
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

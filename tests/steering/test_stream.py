@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import make_tiny_run
 from emosteer.audio import SAMPLE_RATE, load_audio, save_audio
-from emosteer.axes import wrap_vector
 from emosteer.cli import main
-from emosteer.embeddings.encoders import EncoderIdentity
 from emosteer.errors import AudioError, ConfigError
-from emosteer.prosody.world import ProsodyDelta
 from emosteer.steering.compare import compare_outputs
 from emosteer.steering.steer import SteerConfig, Steerer
 from emosteer.steering.stream import StreamConfig, StreamingSteerer
@@ -35,18 +33,10 @@ def steerer(tmp_path_factory, tiny_model_dir) -> Steerer:
     """Tiny encoder + untrained mapper + a small random HiFi-GAN (deterministic, unlike
     Griffin-Lim's random initial phase) + a prosody delta without a rate change."""
     from emosteer.synthesis.hifigan import HiFiGANConfig
-    from emosteer.synthesis.mapper import Mapper, MapperConfig
     from emosteer.synthesis.vocoders import HiFiGAN
 
-    root = tmp_path_factory.mktemp("stream")
-    axis = wrap_vector(np.random.default_rng(0).normal(size=32), model=str(tiny_model_dir),
-                       layer=LAYER, source="calm", target="angry", calibration=2.5)
-    axis.save(root / "axis")
-    ProsodyDelta(f0_shift_st=3.0, f0_range_ratio=1.3, tilt_db=4.0, energy_db=3.0,
-                 rate_ratio=1.0, source="calm", target="angry").save(root / "axis" / "prosody.json")
-    Mapper(MapperConfig(in_dim=32, encoder=EncoderIdentity(str(tiny_model_dir)),
-                        layer=LAYER, hidden=16,
-                        n_blocks=2)).save(root / "mapper")
+    root = make_tiny_run(tmp_path_factory.mktemp("stream"), tiny_model_dir,
+                         prosody=dict(rate_ratio=1.0), n_blocks=2)
     s = Steerer.from_artifacts(axis=root / "axis", mapper=root / "mapper", mode="both")
     import torch
 

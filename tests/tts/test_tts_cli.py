@@ -12,7 +12,6 @@ import soundfile as sf
 from emosteer.audio import SAMPLE_RATE, load_audio, save_audio
 from emosteer.axes import wrap_vector
 from emosteer.cli import main
-from emosteer.embeddings.encoders import EncoderIdentity
 from emosteer.errors import ConfigError
 from emosteer.prosody.correlates import acoustic_correlates
 from emosteer.prosody.world import ProsodyDelta
@@ -41,14 +40,8 @@ def refs(ravdess_dir):
 
 
 @pytest.fixture(scope="module")
-def mapper_dir(tmp_path_factory, tiny_model_dir):
-    from emosteer.synthesis.mapper import Mapper, MapperConfig
-
-    root = tmp_path_factory.mktemp("tts_mapper") / "mapper"
-    Mapper(MapperConfig(in_dim=32, encoder=EncoderIdentity(str(tiny_model_dir)),
-                        layer=LAYER, hidden=16,
-                        n_blocks=1)).save(root)
-    return root
+def mapper_dir(tiny_run):
+    return tiny_run / "mapper"
 
 
 def _tts(out, *extra, refs=None, mapper=None):
