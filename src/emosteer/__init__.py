@@ -1,6 +1,6 @@
 """emosteer: find emotion in the latent space of self-supervised speech models and steer along it.
 
-The method, in its own verbs: `load_encoder` -> `extract_store` -> `build_axis` (plus
+The method, in its own verbs: `scan_corpus` -> `load_encoder` -> `extract_store` -> `build_axis` (plus
 `learn_prosody_delta`) -> `train_mapper_on_corpus` -> `Steerer.from_artifacts(...).steer(wav, delta)`.
 Subpackages, one per stage: corpora, embeddings, axes, prosody, synthesis, steering, tts,
 evaluation, report, pipeline, app, study, cli.
@@ -18,6 +18,7 @@ from emosteer.errors import EmosteerError
 __version__ = "0.1.0"
 
 _LAZY = {
+    "scan_corpus": "emosteer.corpora",
     "load_encoder": "emosteer.embeddings",
     "extract_store": "emosteer.embeddings",
     "EmbeddingStore": "emosteer.embeddings",
