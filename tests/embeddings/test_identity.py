@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from emosteer.artifacts import config_from_dict, load_config, save_config
-from emosteer.audio import SAMPLE_RATE, save_audio
 from emosteer.axes import EmotionAxis, wrap_vector
 from emosteer.cli import main
 from emosteer.embeddings.encoders import EncoderIdentity, load_encoder
@@ -21,6 +20,7 @@ from emosteer.errors import ArtifactError
 from emosteer.steering.steer import Steerer
 from emosteer.synthesis.mapper import MapperConfig, load_mapper
 from emosteer.synthesis.mel import HIFIGAN_22K, SSL_16K
+from signals import tone_corpus
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "v0_1_0"
 LAYER = 2
@@ -123,24 +123,11 @@ def test_identity_load_checks_the_weights_hash(tiny_model_dir):
     assert "x.json" in str(e.value) and ident.weights_hash in str(e.value)
 
 
-def _corpus(root: Path, n: int = 4, seconds: float = 0.8) -> Path:
-    rng = np.random.RandomState(5)
-    rows = ["path,speaker,emotion"]
-    for i in range(n):
-        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-        wav = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 250) * t) * (1 + 0.5 * np.sin(7 * t))
-        save_audio(root / f"c{i}.wav", (wav + 0.01 * rng.randn(t.size)).astype(np.float32),
-                   SAMPLE_RATE)
-        rows.append(f"c{i}.wav,s{i % 2},{('angry', 'calm')[i % 2]}")
-    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
-    return root / "manifest.csv"
-
-
 @pytest.fixture(scope="module")
 def seeded_mapper(tmp_path_factory, tiny_model_dir):
     """A mapper trained by `train-mapper --random-init --seed 1`, and an axis to steer with."""
     root = tmp_path_factory.mktemp("seeded")
-    manifest = _corpus(root)
+    manifest = tone_corpus(root, n_speakers=2, n=4)
     out = root / "mapper"
     rc = main(["train-mapper", str(manifest), "--format", "csv", "--model", str(tiny_model_dir),
                "--random-init", "--seed", "1", "--layer", str(LAYER), "--out", str(out),

@@ -24,29 +24,16 @@ import numpy as np
 import pytest
 
 from emosteer.artifacts import load_tensors, save_tensors
-from emosteer.audio import SAMPLE_RATE, save_audio
 from emosteer.cli import main
 from emosteer.embeddings.store import EmbeddingStore
 from emosteer.errors import ArtifactError
+from signals import tone_corpus
 
 TMPFS_BYTES = 2 * 1024 * 1024
 # Epochs of the killed train-mapper run: each is ~0.5 s on a shared CPU (a checkpoint with
 # fsync per epoch), so the kill after epoch 2 lands mid-run and the rerun stays short.
 EPOCHS = 8
 PAGE = 4096  # tmpfs accounts space in pages
-
-
-def _corpus(root: Path, n: int = 6, seconds: float = 0.8) -> Path:
-    rng = np.random.RandomState(5)
-    rows = ["path,speaker,emotion"]
-    for i in range(n):
-        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-        wav = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 250) * t) * (1 + 0.5 * np.sin(7 * t))
-        save_audio(root / f"c{i}.wav", (wav + 0.01 * rng.randn(t.size)).astype(np.float32),
-                   SAMPLE_RATE)
-        rows.append(f"c{i}.wav,s{i % 3},{('angry', 'calm')[i % 2]}")
-    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
-    return root / "manifest.csv"
 
 
 # --- SIGKILL during train-mapper ---------------------------------------------------------------
@@ -67,7 +54,7 @@ def _epoch(out: Path) -> int:
 
 
 def test_train_mapper_sigkill_leaves_a_valid_checkpoint_and_resumes(tmp_path, tiny_model_dir):
-    manifest = _corpus(tmp_path)
+    manifest = tone_corpus(tmp_path, n_speakers=3)
     out = tmp_path / "mapper"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(_train_cmd(manifest, tiny_model_dir, out), env=env,
@@ -179,7 +166,7 @@ def test_extract_on_a_full_disk_errors_clearly_and_resumes(small_disk, tmp_path,
                                                            tiny_model_dir, capsys, caplog):
     caplog.set_level(logging.INFO, logger="emosteer")
     (tmp_path / "corpus").mkdir()
-    manifest = _corpus(tmp_path / "corpus", n=6)
+    manifest = tone_corpus(tmp_path / "corpus", n=6, n_speakers=3)
     root = small_disk or tmp_path
     out = root / "store"
 
