@@ -115,3 +115,26 @@ def make_tiny_run(root: Path, model_dir: Path, *, axis=None, calibration: float 
 def tiny_run(tmp_path_factory, tiny_model_dir) -> Path:
     """make_tiny_run with its defaults, shared by every test that only reads it."""
     return make_tiny_run(tmp_path_factory.mktemp("tiny_run"), tiny_model_dir)
+
+
+@pytest.fixture()
+def study(tmp_path):
+    """A created study over synthetic stimuli (studykit.CFG)."""
+    from emosteer.study.design import create_study
+    from emosteer.study.simulate import write_synthetic_stimuli
+    from studykit import CFG
+
+    src = write_synthetic_stimuli(tmp_path / "eval", n_clips=2, n_anchors=3)
+    return create_study(src, tmp_path / "study", CFG)
+
+
+@pytest.fixture()
+def client(study):
+    """A test client of the study's server, admin token studykit.TOKEN."""
+    from fastapi.testclient import TestClient
+
+    from emosteer.study.server import create_app
+    from studykit import TOKEN
+
+    with TestClient(create_app(study, TOKEN)) as c:
+        yield c

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from emosteer.study import db
-from emosteer.study.design import StudyConfig, create_study, plan_trials
+from emosteer.study.design import plan_trials
 from emosteer.study.server import (
     MAX_BODY_BYTES,
     BackgroundServer,
@@ -27,25 +27,10 @@ from emosteer.study.server import (
     ConsentLimiter,
     create_app,
 )
-from emosteer.study.simulate import write_synthetic_stimuli
+from studykit import CFG, TOKEN
 
-TOKEN = "s3cret-admin-token"
-CFG = StudyConfig(trials_per_participant=6, anchors_per_participant=1,
-                  repeats_per_participant=1, seed=11, emotions=("angry", "calm", "sad"))
 JSON = {"Content-Type": "application/json"}
 SMUGGLED_BYTES = 20_000  # about 5x the cap, yet small enough for the server to drain before it closes
-
-
-@pytest.fixture()
-def study(tmp_path):
-    src = write_synthetic_stimuli(tmp_path / "eval", n_clips=2, n_anchors=3)
-    return create_study(src, tmp_path / "study", CFG)
-
-
-@pytest.fixture()
-def client(study):
-    with TestClient(create_app(study, TOKEN)) as c:
-        yield c
 
 
 def _answer(trial: dict) -> dict:
