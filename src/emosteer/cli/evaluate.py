@@ -3,21 +3,27 @@ r"""`emosteer evaluate`: did steering work, objectively?
     emosteer evaluate --store STORE --axis AXIS --mapper MAPPER \
         --speakers ravdess_07,ravdess_08 --deltas -1,-0.5,0,0.5,1 --out DIR \
         [--modes latent,prosody,both] [--clips-per-speaker N] [--vocoder griffinlim] \
-        [--ser MODEL] [--asr MODEL] [--mos NAME] [--json] [-f]
+        [--judges dnsmos,asr,speaker,emotion,ser] [--emotion-judge DIR] [--ser MODEL] \
+        [--asr MODEL] [--mos dnsmos] [--json] [-f]
 
-The held-out --speakers' source-emotion clips are steered over every delta and mode; each output
-is measured (target-emotion posterior of a probe trained on the other speakers, acoustic
-correlates and the fraction of the real source->target gap closed, speaker similarity, delta-0
-round-trip fidelity, Spearman monotonicity). DIR gets evaluate.json, stimuli.json and audio/.
-External metrics (--ser, --asr, --mos) are off by default; one that cannot run offline is
-reported as "not measured" with the reason.
+The held-out --speakers' source-emotion clips are steered over every delta and mode, and every
+output is scored by the offline judges: DNSMOS (sig/bak/ovrl), Whisper WER (against the
+corpus transcript, else the ASR of the input), speaker similarity to the input, the
+calibrated P(target) of an eGeMAPS emotion judge trained here on the other speakers' real
+clips (or --emotion-judge DIR) and, with --ser, a hub SER model. Reference rows: the input,
+copy-synthesis through the vocoder and the real target clips. Each cell: value [95% CI] n.
+By default every installed judge runs and the missing ones are listed with the reason; a judge
+named in --judges that cannot run is an error. Also measured: the probe posterior (same
+encoder), acoustic correlates and the fraction of the real source->target gap closed,
+delta-0 round-trip fidelity and Spearman monotonicity. DIR gets evaluate.json, stimuli.json,
+audio/, emotion_judge/ and cache/.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 from pathlib import Path
 
 from emosteer.cli._common import add_device, add_force, parse_floats, parse_list
@@ -47,9 +53,20 @@ def register(subparsers) -> None:
     p.add_argument("--frames", default="all", choices=("all", "voiced"),
                    help="which frames the latent push moves")
     p.add_argument("--seed", type=int, default=0, help="clip pick and bootstrap seed")
-    p.add_argument("--ser", default=None, help="external SER model (transformers audio-classification)")
-    p.add_argument("--asr", default=None, help="faster-whisper model name or path, for WER")
-    p.add_argument("--mos", default=None, help="MOS predictor (UTMOS/DNSMOS)")
+    p.add_argument("--judges", default=None,
+                   help="comma-separated judges among dnsmos,asr,speaker,emotion,ser, or 'none' "
+                        "(default: every installed judge)")
+    p.add_argument("--emotion-judge", type=Path, default=None,
+                   help="a saved emotion judge directory (default: train one on the training "
+                        "speakers' real clips)")
+    p.add_argument("--ser", default=None,
+                   help="hub SER model for the ser judge (Hugging Face audio-classification id or "
+                        "directory)")
+    p.add_argument("--asr", default=None,
+                   help="faster-whisper model name or directory for the asr judge "
+                        "(default: the bundled tiny.en)")
+    p.add_argument("--mos", default=None,
+                   help="legacy: 'dnsmos' also fills external.mos from the dnsmos judge")
     p.add_argument("--json", action="store_true", help="print evaluate.json on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device(p)
@@ -57,11 +74,59 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _fmt(cell: dict) -> str:
-    if "value" not in cell:
+def _fmt(cell) -> str:
+    if not isinstance(cell, dict) or "value" not in cell:
         return "n/m"
     ci = cell.get("ci")
-    return f"{cell['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    text = f"{cell['value']:.3f}" + (f" [{ci[0]:.3f},{ci[1]:.3f}]" if ci else "")
+    return text + (f" n={cell['n']}" if cell.get("n") is not None else "")
+
+
+# (heading, judge, metric) of the compact table's judge columns
+COLUMNS = (("DNSMOS ovrl", "dnsmos", "ovrl"), ("DNSMOS sig", "dnsmos", "sig"),
+           ("DNSMOS bak", "dnsmos", "bak"), ("WER", "asr", "wer"),
+           ("speaker cos", "speaker", "cosine"), ("emotion P(tgt)", "emotion", "p_target"),
+           ("SER P(tgt)", "ser", "p_target"))
+WIDTH = 28
+
+
+def _line(lead: str, cells) -> str:
+    return lead + " ".join(f"{_fmt(c):{WIDTH}}" for c in cells).rstrip()
+
+
+def print_report(report: dict, path: Path) -> None:
+    """The compact console view of evaluate.json: every judge with n and CI."""
+    print(f"{path}: {len(report['clips'])} clips, {len(report['skipped'])} skipped "
+          f"({report['encoder_note']})")
+    judges = report.get("judges") or {}
+    for name, why in (judges.get("skipped") or {}).items():
+        print(f"# judge {name}: not run ({why})")
+    cols = [c for c in COLUMNS if c[1] in judges.get("run", [])]
+    emo = report.get("emotion_judge") or {}
+    if "auc" in emo:
+        print(f"emotion judge ({emo.get('status')}, {emo.get('features')}): "
+              f"AUC {emo['auc']:.3f} on the real {emo['source']}/{emo['target']} clips of "
+              f"{', '.join(emo.get('calibration_speakers') or [])}; P({emo['target']}) real "
+              f"{emo['source']} {_fmt(emo['p_target_real_source'])}, real {emo['target']} "
+              f"{_fmt(emo['p_target_real_target'])}")
+    head = ["probe posterior (same encoder)", *(h for h, _, _ in cols)]
+    print(f"{'row':22} " + " ".join(f"{h:{WIDTH}}" for h in head).rstrip())
+    for ref in report.get("references") or []:
+        cells = [None, *(ref["judges"][j][m] for _, j, m in cols)]
+        print(_line(f"{ref['kind']:22} ", cells))
+    for row in report["table"]:
+        cells = [row["posterior"], *(row["judges"][j][m] for _, j, m in cols)]
+        print(_line(f"{row['mode']:8} {row['delta']:+6.2f}{'':7} ", cells))
+    fid = report["fidelity"]
+    print("round trip: " + ", ".join(f"{k} {_fmt(fid[k])}" for k in ("mcd_db", "pesq", "stoi")))
+
+
+def _judges(value: str | None) -> tuple[str, ...] | None:
+    if value is None or value.strip().lower() in ("", "all", "default"):
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    return tuple(dict.fromkeys(j.lower() for j in parse_list(value)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,22 +139,17 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out}: exists and is not a directory")
     refuse_overwrite(args.out / EVALUATE_JSON, args.force)
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per clip otherwise
     cfg = EvaluateConfig(speakers=parse_list(args.speakers), deltas=parse_floats(args.deltas),
                          modes=modes, clips_per_speaker=args.clips_per_speaker, seed=args.seed,
                          vocoder=args.vocoder, model=args.model, frames=args.frames,
-                         ser=args.ser, asr=args.asr, mos=args.mos)
+                         ser=args.ser, asr=args.asr, mos=args.mos,
+                         judges=_judges(args.judges),
+                         emotion_judge=str(args.emotion_judge) if args.emotion_judge else None)
     report = evaluate(args.store, args.axis, args.mapper, args.out, cfg, prosody=args.prosody,
                       device=args.device, force=args.force, progress=not args.no_progress)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{args.out / EVALUATE_JSON}: {len(report['clips'])} clips, "
-          f"{len(report['skipped'])} skipped ({report['encoder_note']})")
-    print(f"{'mode':8} {'delta':>6}  {'posterior':28} {'median_f0_st gap':28} speaker_sim")
-    for row in report["table"]:
-        print(f"{row['mode']:8} {row['delta']:+6.2f}  {_fmt(row['posterior']):28} "
-              f"{_fmt(row['gap_closed']['median_f0_st']):28} {_fmt(row['speaker_similarity'])}",
-              file=sys.stdout)
-    fid = report["fidelity"]
-    print("round trip: " + ", ".join(f"{k} {_fmt(fid[k])}" for k in ("mcd_db", "pesq", "stoi")))
+    print_report(report, args.out / EVALUATE_JSON)
     return 0

@@ -7,8 +7,8 @@ Each adapter parses a corpus's official file naming:
   repetition, actor. Speech only (vocal channel 01); .wav or .flac, usually in Actor_XX/.
 - EmoDB `03a01Wa.wav`: speaker, text code, emotion letter (German initials), version.
 - TESS `OAF_back_angry.wav`: speaker (OAF/YAF), word, emotion (ps = pleasant surprise).
-- csv: a manifest with columns path, speaker, emotion [, sentence]; relative paths are resolved
-  against the CSV's folder.
+- csv: a manifest with columns path, speaker, emotion [, sentence][, text]; relative paths are
+  resolved against the CSV's folder. `text` is the transcript (the ASR judge's reference).
 
 Labels are normalised to EMOTIONS. Badly named files are reported in one warning and skipped;
 a corpus with no usable file is a CorpusError.
@@ -60,6 +60,7 @@ class Utterance:
     corpus: str
     sentence: str | None = None
     intensity: str | None = None
+    text: str | None = None  # the transcript, when the manifest gives one (CSV `text` column)
 
 
 def normalize_emotion(label: str) -> str:
@@ -191,7 +192,8 @@ def _manifest_path(root: Path) -> Path:
 
 
 def read_manifest(path: str | os.PathLike) -> tuple[list[Utterance], list[tuple[Path, str]]]:
-    """Parse a CSV manifest (path, speaker, emotion[, sentence][, corpus|dataset][, intensity]).
+    """Parse a CSV manifest (path, speaker, emotion[, sentence][, corpus|dataset][, intensity]
+    [, text]).
 
     utt_id is `<corpus>/<file stem>` (corpus from a corpus/dataset column, else 'csv'), so
     file stems must be unique within a corpus.
@@ -246,7 +248,8 @@ def read_manifest(path: str | os.PathLike) -> tuple[list[Utterance], list[tuple[
         utts[utt_id] = Utterance(utt_id=utt_id, path=audio, speaker=row["speaker"],
                                  emotion=emotion, corpus=corpus,
                                  sentence=row.get("sentence") or None,
-                                 intensity=row.get("intensity") or None)
+                                 intensity=row.get("intensity") or None,
+                                 text=row.get("text") or None)
     return sorted(utts.values(), key=lambda u: u.utt_id), skipped
 
 

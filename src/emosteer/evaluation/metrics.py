@@ -65,6 +65,40 @@ def mean_cell(values: Sequence[float], seed: int, what: str = "metric", n_boot: 
             "n": int(v.size)}
 
 
+def grouped_cell(values: Sequence[float], groups: Sequence[str], seed: int, what: str = "metric",
+                 n_boot: int = N_BOOT) -> dict:
+    """`mean_cell` over clips plus a speaker-level CI: speakers are resampled with replacement
+    (each bringing all its clips), since clips of one speaker are not independent.
+    `n_speakers` counts the speakers with a defined value; `ci_speakers` is None below two."""
+    pairs = [(float(v), str(g)) for v, g in zip(values, groups, strict=True)
+             if v is not None and np.isfinite(v)]
+    cell = mean_cell([v for v, _ in pairs], seed, what, n_boot)
+    if "value" not in cell:
+        return cell
+    speakers = sorted({g for _, g in pairs})
+    by_spk = [np.array([v for v, g in pairs if g == s]) for s in speakers]
+
+    def stat(idx: np.ndarray) -> float:
+        return float(np.concatenate([by_spk[int(i)] for i in idx]).mean())
+
+    cell["n_speakers"] = len(speakers)
+    cell["ci_speakers"] = (bootstrap_ci(np.arange(len(speakers)), stat, seed, n_boot)
+                           if len(speakers) > 1 else None)
+    return cell
+
+
+def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
+    """ROC AUC of `scores` for the `positive` labels; NaN unless both classes are present."""
+    from sklearn.metrics import roc_auc_score
+
+    s, y = np.asarray(scores, np.float64), np.asarray(positive, bool)
+    keep = np.isfinite(s)
+    s, y = s[keep], y[keep]
+    if y.all() or not y.any():
+        return float("nan")
+    return float(roc_auc_score(y, s))
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     from scipy.stats import spearmanr
 

@@ -1,5 +1,7 @@
 """Which clips `emosteer evaluate` steers: held-out speakers' source-emotion clips, each paired
-with the same speaker's real target-emotion recording, and their ids and reference correlates."""
+with the same speaker's real target-emotion recording, and their ids and reference correlates;
+the real clips the emotion judge is trained (other speakers) and calibrated (held-out speakers)
+on, and each clip's reference transcript."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 
 from emosteer.audio import SAMPLE_RATE, load_audio
 from emosteer.corpora.formats import match_speakers
+from emosteer.corpora.transcripts import language, transcript
 from emosteer.errors import AudioError, ConfigError
 from emosteer.prosody.correlates import acoustic_correlates
 
@@ -71,3 +74,30 @@ def speaker_reference(index, speaker, emotion) -> list[dict]:
             except AudioError as e:
                 log.warning("%s; skipped as a reference", e)
     return out
+
+
+def real_rows(index, speakers, emotions, held_out: bool) -> list[dict]:
+    """Index rows of `emotions` whose speaker is in `speakers` (held_out=True: the calibration
+    clips) or not (held_out=False: the training clips), sorted by utt_id."""
+    speakers, emotions = set(speakers), set(emotions)
+    return sorted((r for r in index if r.get("emotion") in emotions
+                   and (r.get("speaker") in speakers) == held_out), key=lambda r: r["utt_id"])
+
+
+def reference_text(row) -> tuple[str | None, str]:
+    """(transcript, where it came from) for an index row: the row's own `text` (a CSV
+    manifest's text column) -> "manifest"; the corpus's fixed text for its sentence code ->
+    "corpus"; else (None, "none"), and the ASR judge falls back to the ASR of the input."""
+    if row is None:
+        return None, "none"
+    text = (row.get("text") or "").strip() if isinstance(row.get("text"), str) else ""
+    if text:
+        return text, "manifest"
+    fixed = transcript(row.get("corpus") or "", row.get("sentence"))
+    return (fixed, "corpus") if fixed else (None, "none")
+
+
+def corpus_language(rows, default: str = "en") -> str:
+    """The one language of the rows' corpora (transcripts.language), else `default`."""
+    langs = {language(r.get("corpus") or "") for r in rows} - {None}
+    return langs.pop() if len(langs) == 1 else default
