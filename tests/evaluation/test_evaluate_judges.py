@@ -136,3 +136,19 @@ def test_missing_judge_packages_are_named_not_fatal(setup, tmp_path, monkeypatch
         evaluate(setup / "store", setup / "axis", None, tmp_path / "o2",
                  EvaluateConfig(speakers=HELD_OUT[:1], deltas=(0.0,), modes=("prosody",),
                                 judges=("dnsmos",)), progress=False)
+
+
+def test_csv_text_column_reaches_the_store_index(tmp_path, tiny_model_dir):
+    """A CSV manifest's `text` is kept per utterance, so evaluate can score WER against it."""
+    from emosteer.audio import SAMPLE_RATE, save_audio
+    from emosteer.corpora import scan_corpus
+    from emosteer.embeddings import EmbeddingStore, extract_store, load_encoder
+
+    t = np.arange(int(0.5 * SAMPLE_RATE)) / SAMPLE_RATE
+    save_audio(tmp_path / "a.wav", (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32),
+               SAMPLE_RATE)
+    (tmp_path / "m.csv").write_text("path,speaker,emotion,text\na.wav,s1,calm,Hello there\n")
+    utts = scan_corpus(tmp_path / "m.csv", "csv")
+    extract_store(utts, load_encoder(tiny_model_dir, layers=[1]), tmp_path / "store",
+                  progress=False)
+    assert EmbeddingStore.open(tmp_path / "store").index[0]["text"] == "Hello there"

@@ -295,7 +295,8 @@ def _consolidate(out_dir: Path, config: StoreConfig, utterances, skipped: dict[i
         index.append({
             "utt_id": u.utt_id, "path": str(u.path), "speaker": u.speaker, "emotion": u.emotion,
             "sentence": getattr(u, "sentence", None), "corpus": getattr(u, "corpus", None),
-            "intensity": getattr(u, "intensity", None), "n_frames": int(meta["n_frames"]),
+            "intensity": getattr(u, "intensity", None), "text": getattr(u, "text", None),
+            "n_frames": int(meta["n_frames"]),
             "duration_s": float(meta["duration_s"]), "item": name,
         })
     if not index:

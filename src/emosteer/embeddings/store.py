@@ -44,8 +44,8 @@ from emosteer.errors import ArtifactError, ConfigError
 
 POOLINGS = ("mean", "energy", "norm", "voiced")
 INDEX_FIELDS = ("utt_id", "path", "speaker", "emotion", "sentence", "corpus", "intensity",
-                "n_frames", "duration_s", "item")
-LABEL_KEYS = ("utt_id", "path", "speaker", "emotion", "sentence", "corpus", "intensity")
+                "text", "n_frames", "duration_s", "item")
+LABEL_KEYS = ("utt_id", "path", "speaker", "emotion", "sentence", "corpus", "intensity", "text")
 # Files a store owns: `force` removes exactly these and never anything else in the directory.
 STORE_FILES = ("store.json", "pooled.safetensors", "index.csv", "index.json", "skipped.json",
                "provenance.json", "extract.json")
