@@ -26,7 +26,6 @@ from emosteer.cli._common import (
     parse_layers,
     parse_list,
 )
-from emosteer.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -60,43 +59,17 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emosteer.corpora.formats import match_speakers, scan_corpus
-    from emosteer.distributed import Dist
-    from emosteer.embeddings.encoders import load_encoder
-    from emosteer.embeddings.extract import extract_store
+    from emosteer.embeddings.extract import extract_corpus
 
-    layers = parse_layers(args.layers) if args.layers else None
-    frame_layers = parse_layers(args.frame_layers) if args.frame_layers else ()
-    if layers is not None and not set(frame_layers) <= set(layers):
-        raise ConfigError(f"--frame-layers {args.frame_layers}: must be among --layers")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit {args.limit}: must be at least 1")
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out}: exists and is not a directory")
-    utts = scan_corpus(args.root, args.format)
-    emotions, speakers = parse_list(args.emotions), parse_list(args.speakers)
-    if emotions:
-        utts = [u for u in utts if u.emotion in emotions]
-    if speakers:
-        wanted = set(match_speakers(speakers, {u.speaker for u in utts}))
-        utts = [u for u in utts if u.speaker in wanted]
-    if args.limit is not None:
-        utts = utts[:args.limit]
-    if not utts:
-        raise ConfigError(f"{args.root}: no utterances left after --emotions/--speakers/--limit")
-    dist = Dist.from_env(args.device, args.bf16)
-    encoder = load_encoder(args.model, layers=layers, device=dist.device, bf16=args.bf16,
-                           random_init=args.random_init, seed=args.seed)
-    if frame_layers and not set(frame_layers) <= set(encoder.layers):
-        raise ConfigError(f"--frame-layers {args.frame_layers}: must be among the layers "
-                          f"{list(encoder.layers)}")
-    store = extract_store(utts, encoder, args.out, pooling=args.pooling, frame_layers=frame_layers,
-                          batch_size=args.batch_size, force=args.force,
-                          progress=not args.no_progress, dist=dist)
-    if not dist.is_main:
-        return 0
-    print(f"{store.root}: {len(store)} utterances, layers {list(store.layers)}, "
-          f"{len(store.skipped)} skipped")
+    store = extract_corpus(
+        args.root, args.format, args.model, args.out,
+        layers=parse_layers(args.layers) if args.layers else None,
+        frame_layers=parse_layers(args.frame_layers) if args.frame_layers else (),
+        emotions=parse_list(args.emotions), speakers=parse_list(args.speakers), limit=args.limit,
+        pooling=args.pooling, batch_size=args.batch_size, random_init=args.random_init,
+        seed=args.seed, device=args.device, bf16=args.bf16, force=args.force,
+        progress=not args.no_progress)
+    if store is not None:
+        print(f"{store.root}: {len(store)} utterances, layers {list(store.layers)}, "
+              f"{len(store.skipped)} skipped")
     return 0

@@ -35,8 +35,9 @@ from safetensors import safe_open
 
 from emosteer.artifacts import load_config, load_tensors, save_config, save_tensors
 from emosteer.audio import SAMPLE_RATE, SSL_HOP, audio_info, load_audio
+from emosteer.corpora.formats import match_speakers, scan_corpus
 from emosteer.distributed import Dist
-from emosteer.embeddings.encoders import CHUNK_SECONDS, CONTEXT_SECONDS, Encoder
+from emosteer.embeddings.encoders import CHUNK_SECONDS, CONTEXT_SECONDS, Encoder, load_encoder
 from emosteer.embeddings.store import (
     ITEMS_DIR,
     POOLINGS,
@@ -307,3 +308,43 @@ def _consolidate(out_dir: Path, config: StoreConfig, utterances, skipped: dict[i
                      "error": msg} for i, msg in sorted(skipped.items())]
     write_store(out_dir, config, index, by_layer, skipped_rows)
     return EmbeddingStore.open(out_dir)
+
+
+def extract_corpus(root: str | os.PathLike, format: str, model: str | os.PathLike,
+                   out_dir: str | os.PathLike, *, layers: Sequence[int] | None = None,
+                   frame_layers: Sequence[int] = (), emotions: Sequence[str] = (),
+                   speakers: Sequence[str] = (), limit: int | None = None,
+                   pooling: str = "mean", batch_size: int = 1, random_init: bool = False,
+                   seed: int = 0, device: str = "cpu", bf16: bool = False, force: bool = False,
+                   progress: bool = True) -> EmbeddingStore | None:
+    """`emosteer extract`: scan a corpus, keep `emotions`/`speakers` (as match_speakers reads
+    them) and the first `limit` clips, load the encoder and extract into `out_dir`. Under
+    `accelerate launch` the work is sharded; ranks other than 0 return None."""
+    if frame_layers and layers is not None and not set(frame_layers) <= set(layers):
+        raise ConfigError(f"frame layers {list(frame_layers)}: must be among the layers")
+    if batch_size < 1:
+        raise ConfigError(f"batch size {batch_size}: must be at least 1")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit {limit}: must be at least 1")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a directory")
+    utts = scan_corpus(root, format)
+    if emotions:
+        utts = [u for u in utts if u.emotion in emotions]
+    if speakers:
+        wanted = set(match_speakers(speakers, {u.speaker for u in utts}))
+        utts = [u for u in utts if u.speaker in wanted]
+    if limit is not None:
+        utts = utts[:limit]
+    if not utts:
+        raise ConfigError(f"{root}: no utterances left after the emotion/speaker/limit filters")
+    dist = Dist.from_env(device, bf16)
+    encoder = load_encoder(model, layers=layers, device=dist.device, bf16=bf16,
+                           random_init=random_init, seed=seed)
+    if frame_layers and not set(frame_layers) <= set(encoder.layers):
+        raise ConfigError(f"frame layers {list(frame_layers)}: must be among the layers "
+                          f"{list(encoder.layers)}")
+    store = extract_store(utts, encoder, out_dir, pooling=pooling, frame_layers=frame_layers,
+                          batch_size=batch_size, force=force, progress=progress, dist=dist)
+    return store if dist.is_main else None
