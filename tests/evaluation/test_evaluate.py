@@ -18,7 +18,7 @@ from emosteer.embeddings.encoders import load_encoder
 from emosteer.embeddings.extract import extract_store
 from emosteer.errors import ConfigError
 from emosteer.evaluation.evaluate import EvaluateConfig, evaluate
-from emosteer.evaluation.metrics import ExternalMetrics, PosteriorProbe, mean_cell, spearman_cell
+from emosteer.evaluation.metrics import PosteriorProbe, mean_cell, spearman_cell
 from emosteer.evaluation.select import clip_id, resolve_speakers, select_clips
 from emosteer.prosody.correlates import CORRELATE_KEYS
 
@@ -114,17 +114,6 @@ def test_outputs_follow_the_layout_and_stimuli_parse(report, setup):
 def test_external_metrics_not_requested_by_default(report):
     for name in ("ser", "asr_wer", "mos"):
         assert report["external"][name] == {"status": "not measured", "reason": "not requested"}
-
-
-def test_requested_but_unavailable_external_metrics_say_why(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    ext = ExternalMetrics(ser=str(tmp_path / "no-such-model"), asr="tiny", mos="utmos",
-                          target="angry")
-    cells = ext.measure({}, {}, seed=0)
-    for name in ("ser", "asr_wer", "mos"):
-        assert cells[name]["status"] == "not measured"
-        assert cells[name]["reason"] != "not requested"
-    assert not ext.active
 
 
 def test_posterior_probe_trains_only_on_other_speakers(report):

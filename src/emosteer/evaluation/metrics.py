@@ -15,9 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emosteer.audio import SAMPLE_RATE, resample
-from emosteer.corpora.formats import normalize_emotion
-from emosteer.errors import ConfigError, CorpusError
-from emosteer.evaluation.judges import word_error_rate
+from emosteer.errors import ConfigError
 from emosteer.synthesis.data import mel_cepstral_distortion
 from emosteer.synthesis.mel import log_mel_spectrogram
 
@@ -159,29 +157,6 @@ class PosteriorProbe:
         return self.model.predict_proba(np.atleast_2d(X))[:, 1]
 
 
-class SpeakerSimilarity:
-    """Cosine of resemblyzer d-vectors (GE2E; weights ship with the package, CPU only)."""
-
-    def __init__(self):
-        self.unavailable: str | None = None
-        self._enc = None
-        try:
-            from resemblyzer import VoiceEncoder
-        except ImportError as e:
-            self.unavailable = f"resemblyzer not installed ({e})"
-            return
-        self._enc = VoiceEncoder("cpu", verbose=False)
-
-    def embed(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        from resemblyzer import preprocess_wav
-
-        return self._enc.embed_utterance(preprocess_wav(np.asarray(wav, np.float32), source_sr=sr))
-
-    def similarity(self, ref: np.ndarray, wav: np.ndarray, sr: int) -> float:
-        a, b = ref, self.embed(wav, sr)
-        return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-
-
 def fidelity(ref16: np.ndarray, out: np.ndarray, sr: int, mel_cfg) -> dict[str, float]:
     """MCD (dB), wide-band PESQ and STOI of `out` against the 16 kHz input `ref16`.
 
@@ -204,69 +179,3 @@ def fidelity(ref16: np.ndarray, out: np.ndarray, sr: int, mel_cfg) -> dict[str, 
         res["pesq"] = float("nan")
     res["stoi"] = float(stoi(ref, deg, SAMPLE_RATE, extended=False))
     return res
-
-
-class ExternalMetrics:
-    """Optional SER / ASR / MOS back ends. Each is None when not requested; when requested but
-    unusable offline, `reasons[name]` says why and its cell is "not measured"."""
-
-    def __init__(self, ser: str | None, asr: str | None, mos: str | None, target: str):
-        self.target, self.reasons, self._ser, self._asr = target, {}, None, None
-        for name, spec in (("ser", ser), ("asr_wer", asr), ("mos", mos)):
-            if not spec:
-                self.reasons[name] = "not requested"
-        if ser:
-            self._ser = self._load(
-                "ser", ser, lambda: __import__("transformers").pipeline("audio-classification",
-                                                                        model=ser))
-        if asr:
-            self._asr = self._load(
-                "asr_wer", asr, lambda: __import__("faster_whisper").WhisperModel(
-                    asr, device="cpu", compute_type="int8"))
-        if mos:
-            # No UTMOS/DNSMOS back end works offline here: UTMOS loads through torch.hub and
-            # DNSMOS needs ONNX models fetched separately.
-            self.reasons["mos"] = f"{mos}: no offline UTMOS/DNSMOS back end available"
-
-    @property
-    def active(self) -> bool:
-        """Whether any back end loaded (then the outputs must be kept for `measure`)."""
-        return self._ser is not None or self._asr is not None
-
-    def _load(self, name: str, spec: str, loader):
-        try:
-            return loader()
-        except ImportError as e:
-            self.reasons[name] = f"{spec}: package missing ({e.name or e})"
-        except (OSError, ValueError, RuntimeError) as e:
-            self.reasons[name] = f"{spec}: could not load offline ({type(e).__name__}: {e})"[:300]
-        return None
-
-    def ser_target_prob(self, wav16: np.ndarray) -> float:
-        scores = self._ser({"raw": wav16, "sampling_rate": SAMPLE_RATE}, top_k=None)
-        for s in scores:
-            try:
-                if normalize_emotion(s["label"]) == self.target:
-                    return float(s["score"])
-            except CorpusError:  # a label outside the project's emotion set
-                continue
-        return float("nan")
-
-    def transcribe(self, wav16: np.ndarray) -> str:
-        segments, _ = self._asr.transcribe(wav16.astype(np.float32), language="en")
-        return " ".join(s.text.strip() for s in segments)
-
-    def measure(self, inputs16: dict[str, np.ndarray], outputs16: dict[str, np.ndarray],
-                seed: int) -> dict:
-        """Cells for `outputs16` (clip key -> 16 kHz audio); ASR WER is against the ASR
-        transcript of the clip's input, so it measures intelligibility lost by steering."""
-        cells = {k: not_measured(v) for k, v in self.reasons.items()}
-        if self._ser is not None:
-            cells["ser"] = mean_cell([self.ser_target_prob(w) for w in outputs16.values()],
-                                     seed, "ser")
-        if self._asr is not None:
-            refs = {k: self.transcribe(w) for k, w in inputs16.items()}
-            cells["asr_wer"] = mean_cell(
-                [word_error_rate(refs[k.split("|")[0]], self.transcribe(w))
-                 for k, w in outputs16.items()], seed, "asr_wer")
-        return {k: cells[k] for k in ("ser", "asr_wer", "mos")}
