@@ -1,17 +1,34 @@
 """Log-mel front end shared by the mapper (its target) and the vocoders (their input).
 
-The definition is exactly jik876 HiFi-GAN's `meldataset.mel_spectrogram`, so that mels computed
-here can be fed to the public jik876 checkpoints:
+A `MelConfig` names one definition. With its defaults it is exactly jik876 HiFi-GAN's
+`meldataset.mel_spectrogram`, so that mels computed here can be fed to the public jik876
+checkpoints:
 
-1. reflect-pad the waveform by (n_fft - hop) / 2 samples on both sides;
-2. `torch.stft` with a hann window of `win_length` (zero-padded to n_fft), `center=False`;
-3. magnitude sqrt(re^2 + im^2 + 1e-9) (not power);
-4. a librosa slaney mel filterbank (`librosa.filters.mel`, htk=False, norm="slaney");
-5. natural log of max(x, 1e-5).
+1. framing (`center=False`): reflect-pad the waveform by (n_fft - hop) / 2 samples on both
+   sides, then `torch.stft(center=False)`; one frame per hop, `num_samples // hop` frames
+   whenever n_fft - hop is even (see `n_frames`);
+2. a periodic hann window of `win_length`, zero-padded to n_fft (centred, as torch.stft does);
+3. magnitude sqrt(re^2 + im^2 + stft_eps), stft_eps = 1e-9 (not power);
+4. a librosa mel filterbank, `mel_scale="slaney"` and `mel_norm="slaney"` (area normalisation);
+5. `log="ln"`: natural log of max(mel, clamp), clamp = 1e-5.
 
-Because of the padding, the frame count is exactly `num_samples // hop_length` whenever
-n_fft - hop is even (see `n_frames`), i.e. one frame per hop, which is what makes a vocoder
-output `frames * hop` samples.
+The other definitions change only these fields:
+
+- `center=True`: `torch.stft(center=True, pad_mode="reflect")`, i.e. n_fft // 2 reflected
+  samples on each side and 1 + num_samples // hop frames (torchaudio's and librosa's framing);
+- `stft_eps=0`: the plain magnitude |X| (torchaudio power=1, transformers power=1.0);
+- `mel_scale="htk"` (2595 log10(1 + f / 700)) and/or `mel_norm=None` (unit-peak triangles):
+  torchaudio's `melscale_fbanks` defaults, which librosa computes as htk=True, norm=None;
+- `log="log10"`: base-10 log of max(mel, clamp).
+
+The hub vocoders' definitions (`SPEECHT5_16K`, `VOCOS_24K`) are:
+
+- SpeechT5 HiFi-GAN (transformers `SpeechT5FeatureExtractor._extract_mel_features`): 16 kHz,
+  64 ms hann window = n_fft = 1024, 16 ms hop = 256, 80 slaney/slaney mels over 80-7600 Hz,
+  center=True, |X|, log10(max(mel, mel_floor = 1e-10));
+- Vocos mel-24khz (`MelSpectrogramFeatures`: torchaudio MelSpectrogram(power=1, center=True)
+  then `safe_log`): 24 kHz, n_fft = win = 1024, hop 256, 100 htk mels without norm over
+  0-12000 Hz, |X|, ln(max(mel, 1e-7)).
 """
 
 from __future__ import annotations
@@ -45,6 +62,10 @@ SSL_SAMPLE_RATE = 16_000
 SSL_HOP = 320
 SSL_WIN = 640
 
+LOGS = ("ln", "log10")
+MEL_SCALES = ("slaney", "htk")
+MEL_NORMS = ("slaney", None)
+
 
 @dataclass(frozen=True)
 class MelConfig:
@@ -57,8 +78,12 @@ class MelConfig:
     n_mels: int = HIFIGAN_N_MELS
     fmin: float = 0.0
     fmax: float | None = HIFIGAN_FMAX  # None (librosa's "Nyquist") is stored as sample_rate / 2
-    clamp: float = LOG_CLAMP
-    center: bool = False
+    clamp: float = LOG_CLAMP  # the floor under the mel before the log
+    center: bool = False  # False: jik876 reflect pad (n_fft - hop) / 2; True: torch.stft's
+    log: str = "ln"  # "ln" | "log10"
+    mel_scale: str = "slaney"  # "slaney" | "htk"
+    mel_norm: str | None = "slaney"  # "slaney" (area) | None (unit peak)
+    stft_eps: float = STFT_EPS  # added to re^2 + im^2 under the square root; 0: plain |X|
 
     def __post_init__(self) -> None:
         if min(self.sample_rate, self.n_fft, self.win_length, self.hop_length, self.n_mels) <= 0:
@@ -78,6 +103,12 @@ class MelConfig:
             )
         if self.clamp <= 0:
             raise ConfigError(f"MelConfig: clamp must be positive, got {self.clamp}")
+        for name, allowed in (("log", LOGS), ("mel_scale", MEL_SCALES), ("mel_norm", MEL_NORMS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"MelConfig: {name} must be one of {allowed}, "
+                                  f"got {getattr(self, name)!r}")
+        if not self.stft_eps >= 0:
+            raise ConfigError(f"MelConfig: stft_eps must be >= 0, got {self.stft_eps}")
 
     @property
     def frame_rate(self) -> float:
@@ -91,8 +122,8 @@ class MelConfig:
 
     @property
     def log_floor(self) -> float:
-        """The log-mel value of silence, log(clamp)."""
-        return float(np.log(self.clamp))
+        """The log-mel value of silence, log(clamp) in the config's base."""
+        return float(np.log(self.clamp) if self.log == "ln" else np.log10(self.clamp))
 
     def replace(self, **changes) -> MelConfig:
         return dataclasses.replace(self, **changes)
@@ -101,6 +132,14 @@ class MelConfig:
 HIFIGAN_22K = MelConfig()
 SSL_16K = MelConfig(sample_rate=SSL_SAMPLE_RATE, n_fft=HIFIGAN_N_FFT, win_length=SSL_WIN,
                     hop_length=SSL_HOP, n_mels=HIFIGAN_N_MELS, fmin=0.0, fmax=HIFIGAN_FMAX)
+# microsoft/speecht5_hifigan: SpeechT5FeatureExtractor's defaults (see the module docstring).
+SPEECHT5_16K = MelConfig(sample_rate=16_000, n_fft=1024, win_length=1024, hop_length=256,
+                         n_mels=80, fmin=80.0, fmax=7600.0, clamp=1e-10, center=True,
+                         log="log10", stft_eps=0.0)
+# charactr/vocos-mel-24khz: torchaudio MelSpectrogram defaults with power=1, then safe_log.
+VOCOS_24K = MelConfig(sample_rate=24_000, n_fft=1024, win_length=1024, hop_length=256,
+                      n_mels=100, fmin=0.0, fmax=None, clamp=1e-7, center=True, log="ln",
+                      mel_scale="htk", mel_norm=None, stft_eps=0.0)
 
 
 def n_frames(num_samples: int, cfg: MelConfig = HIFIGAN_22K) -> int:
@@ -124,13 +163,14 @@ def _mel_basis_cached(cfg: MelConfig) -> np.ndarray:
     import librosa
 
     basis = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
-                                fmin=cfg.fmin, fmax=cfg.fmax).astype(np.float32)
+                                fmin=cfg.fmin, fmax=cfg.fmax, htk=cfg.mel_scale == "htk",
+                                norm=cfg.mel_norm).astype(np.float32)
     basis.setflags(write=False)  # shared between callers: nobody may mutate it
     return basis
 
 
 def mel_basis(cfg: MelConfig = HIFIGAN_22K) -> np.ndarray:
-    """The slaney mel filterbank, (n_mels, n_fft // 2 + 1), read-only."""
+    """The config's mel filterbank, (n_mels, n_fft // 2 + 1), read-only."""
     return _mel_basis_cached(cfg)
 
 
@@ -177,10 +217,20 @@ def _log_mel_torch(wav, cfg: MelConfig):
         spec = torch.stft(x, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
                           window=window, center=cfg.center, pad_mode="reflect",
                           normalized=False, onesided=True, return_complex=True)
-        mag = torch.sqrt(spec.real.square() + spec.imag.square() + STFT_EPS)
+        if cfg.stft_eps:
+            mag = torch.sqrt(spec.real.square() + spec.imag.square() + cfg.stft_eps)
+        else:
+            mag = spec.abs()
         basis = torch.from_numpy(mel_basis(cfg).copy()).to(device)
-        mel = torch.matmul(basis, mag)
-        return torch.log(torch.clamp(mel, min=cfg.clamp))
+        mel = torch.clamp(torch.matmul(basis, mag), min=cfg.clamp)
+        return torch.log(mel) if cfg.log == "ln" else torch.log10(mel)
+
+
+def log_to_linear(log_mel, cfg: MelConfig = HIFIGAN_22K):
+    """The inverse of the config's log: exp (ln) or 10 ** x (log10), torch in, torch out."""
+    import torch
+
+    return torch.exp(log_mel) if cfg.log == "ln" else torch.pow(10.0, log_mel)
 
 
 def mel_to_magnitude(log_mel, cfg: MelConfig = HIFIGAN_22K, n_iter: int = MEL_INVERSE_ITERS):
@@ -201,7 +251,7 @@ def mel_to_magnitude(log_mel, cfg: MelConfig = HIFIGAN_22K, n_iter: int = MEL_IN
             "MelConfig) on axis -2"
         )
     with torch.autocast(device_type=lm.device.type, enabled=False):
-        mel = torch.exp(lm.float())
+        mel = log_to_linear(lm.float(), cfg)
         basis = torch.from_numpy(mel_basis(cfg).copy()).to(lm.device)
         x = torch.clamp(torch.linalg.pinv(basis) @ mel, min=cfg.clamp)
         gram = basis.T @ basis
