@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch goes in first and pinned: a bare `torch` requirement with no torch installed
 # would pull a multi-GB CUDA build. 2.13.0 is the CPU wheel this workplace keeps on disk.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,tts,app,eval,dist,judges
+EXTRAS ?= dev,tts,app,eval,dist,judges,vocoder
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 

