@@ -10,10 +10,12 @@ import soundfile as sf
 
 from emosteer.audio import (
     MIN_SAMPLES,
+    PEAK_CEILING,
     SAMPLE_RATE,
     SSL_FRAME_RATE,
     audio_info,
     iter_audio_chunks,
+    limit_peak,
     load_audio,
     match_loudness,
     min_samples_at,
@@ -168,7 +170,21 @@ def test_rms_and_match_loudness():
     x = sine(100, 1.0, SAMPLE_RATE, 1.0)
     assert abs(rms_db(x) - 20 * np.log10(1 / np.sqrt(2))) < 0.01
     quiet = x * 0.01
-    matched = match_loudness(quiet, x * 0.5)
+    matched = match_loudness(quiet, x * 0.5, SAMPLE_RATE)
     assert abs(rms_db(matched) - rms_db(x * 0.5)) < 0.01
-    limited = match_loudness(quiet, np.ones(100, np.float32) * 0.999)
-    assert np.max(np.abs(limited)) <= 0.999 + 1e-6
+    limited = match_loudness(quiet, np.ones(100, np.float32) * 0.999, SAMPLE_RATE)
+    assert np.max(np.abs(limited)) <= PEAK_CEILING
+
+
+def test_limit_peak_touches_only_the_peaks():
+    """A loud burst in a quiet sine is brought under the ceiling; a second away the signal is
+    sample-for-sample unchanged, so the level of everything else survives."""
+    x = sine(200, 2.0, SAMPLE_RATE, 0.3)
+    x[SAMPLE_RATE // 2:SAMPLE_RATE // 2 + 800] *= 3.0  # a 50 ms burst peaking at 0.9 -> clip
+    x[SAMPLE_RATE // 2 + 400] = 1.4
+    y = limit_peak(x, SAMPLE_RATE)
+    assert np.max(np.abs(y)) <= PEAK_CEILING
+    far = slice(SAMPLE_RATE + SAMPLE_RATE // 4, None)
+    np.testing.assert_array_equal(y[far], x[far])
+    quiet = sine(200, 1.0, SAMPLE_RATE, 0.5)
+    np.testing.assert_array_equal(limit_peak(quiet, SAMPLE_RATE), quiet)

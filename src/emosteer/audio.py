@@ -32,6 +32,12 @@ SSL_FRAME_RATE = SAMPLE_RATE / SSL_HOP
 MIN_SAMPLES = 400  # the CNN front end's receptive field: shorter input yields zero frames
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this peak a file carries no usable speech
 CLIP_LEVEL = 0.999  # 16-bit full scale is 32767/32768 = 0.99997; anything this close has clipped
+# Steered output peaks at most here: -1 dBFS, the EBU R128 true-peak ceiling, which leaves room
+# for the overshoot of resampling and 16-bit rounding so a written file never reads as clipped.
+PEAK_CEILING = 10 ** (-1 / 20)
+# The limiter's gain follows the peaks over +-10 ms: short enough to leave syllable loudness
+# alone, long enough (a full period of a 100 Hz voice) not to distort the waveform.
+LIMITER_HALF_WINDOW_S = 0.010
 READ_BLOCK_SECONDS = 4.0  # disk read size while streaming: large enough to amortise calls
 # Plausible file rates: below 4 kHz there is no speech band left (telephony is 8 kHz); 384 kHz
 # is the highest rate audio interfaces record. Outside this a header is corrupt or hostile (a
@@ -301,11 +307,28 @@ def rms_db(wav: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(np.square(wav, dtype=np.float64))) + 1e-12))
 
 
-def match_loudness(wav: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Scale `wav` to the RMS level of `reference` (limited so it does not clip)."""
+def limit_peak(wav: np.ndarray, sr: int, ceiling: float = PEAK_CEILING) -> np.ndarray:
+    """A look-ahead peak limiter: `wav` with every |sample| <= `ceiling`, touching only the
+    +-LIMITER_HALF_WINDOW_S around the peaks that exceed it (the rest keeps its level, unlike
+    scaling the whole signal down).
+
+    The gain is the moving average, over a window of half-width h, of the minimum over the same
+    half-width of the gain each sample needs; every term of that average is at most the need
+    of the centre sample, so the output never exceeds the ceiling, and the gain is smooth."""
+    wav = np.asarray(wav, dtype=np.float32)
+    mag = np.abs(wav)
+    if not mag.size or float(mag.max()) <= ceiling:
+        return wav
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    need = np.minimum(1.0, ceiling / np.maximum(mag, np.finfo(np.float32).tiny))
+    width = 2 * max(1, int(round(LIMITER_HALF_WINDOW_S * sr))) + 1
+    gain = uniform_filter1d(minimum_filter1d(need, width, mode="nearest"), width, mode="nearest")
+    # float rounding in the running mean may overshoot by an ulp; the clip only catches that
+    return np.clip(wav * gain, -ceiling, ceiling).astype(np.float32)
+
+
+def match_loudness(wav: np.ndarray, reference: np.ndarray, sr: int) -> np.ndarray:
+    """Scale `wav` (at `sr`) to the RMS level of `reference`, peak-limited to PEAK_CEILING."""
     gain = 10 ** ((rms_db(reference) - rms_db(wav)) / 20)
-    out = wav * gain
-    peak = float(np.max(np.abs(out))) if out.size else 0.0
-    if peak > CLIP_LEVEL:
-        out = out * (CLIP_LEVEL / peak)
-    return out.astype(np.float32)
+    return limit_peak(wav * gain, sr)

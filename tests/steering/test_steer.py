@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emosteer.audio import SAMPLE_RATE, load_audio, rms_db, save_audio
+from emosteer.audio import PEAK_CEILING, SAMPLE_RATE, load_audio, rms_db, save_audio
 from emosteer.axes import wrap_vector
 from emosteer.cli import main
 from emosteer.errors import ConfigError, EmosteerError
 from emosteer.prosody.correlates import acoustic_correlates
+from emosteer.prosody.world import EnvelopeShift
 from emosteer.steering.steer import SteerConfig, Steerer, chunk_bounds, crossfade_join
 
 LAYER = 2
@@ -45,18 +46,85 @@ def test_latent_arithmetic_moves_projection_by_delta_times_calibration(steerer):
         np.testing.assert_allclose(moved - base, delta * 2.5, atol=1e-4)
 
 
-def test_voiced_only_leaves_unvoiced_frames(steerer, monkeypatch):
+def test_voiced_only_leaves_unvoiced_frames(steerer):
     wav = tone(1.0)
-    captured = {}
-    monkeypatch.setattr(steerer, "decode", lambda frames, tracks: captured.update(f=frames, t=tracks)
-                        or np.zeros(10, np.float32))
-    steerer.latent(wav, 1.0, frames="voiced")
-    feats = steerer.frames(wav)
-    voiced = captured["t"][1] > 0.5
+    feats, steered, tracks = steerer.push(wav, 1.0, frames="voiced")
+    voiced = tracks[1] > 0.5
     assert voiced.any() and (~voiced).any() or voiced.all()
-    np.testing.assert_array_equal(captured["f"][~voiced], feats[~voiced])
-    assert np.allclose(steerer.axis.project(captured["f"][voiced]) -
+    np.testing.assert_array_equal(steered[~voiced], feats[~voiced])
+    assert np.allclose(steerer.axis.project(steered[voiced]) -
                        steerer.axis.project(feats[voiced]), 2.5, atol=1e-4)
+
+
+def test_differential_delta_zero_is_exactly_copy_synthesis(steerer):
+    wav = tone(1.2)
+    n = steerer.mapper.out_length(steerer.frames(wav).shape[0])
+    np.testing.assert_array_equal(steerer.latent_mel(wav, 0.0), steerer.input_mel(wav, n))
+    y, sr = steerer.steer(wav, 0.0, SteerConfig(mode="latent", match_loudness=False))
+    np.testing.assert_array_equal(y, steerer.vocode(steerer.input_mel(wav, n)))
+
+
+def test_differential_adds_only_what_the_push_changes(steerer):
+    """mel(input) + mapper(steered) - mapper(frames); the fused batch of two equals two passes."""
+    wav = tone(1.2)
+    feats, steered, tracks = steerer.push(wav, 1.0, "all")
+    alone = steerer.map_frames([steered], tracks)[0] - steerer.map_frames([feats], tracks)[0]
+    diff = steerer.latent_mel(wav, 1.0) - steerer.input_mel(wav, alone.shape[1])
+    np.testing.assert_allclose(diff, alone, atol=1e-4)
+    assert np.abs(alone).max() > 1e-3  # the push does change the mapper's output
+    np.testing.assert_allclose(steerer.latent_mel(wav, 1.0, decode="full"),
+                               steerer.map_frames([steered], tracks)[0], atol=1e-5)
+
+
+def test_both_applies_the_latent_difference_to_the_prosody_shifted_mel(steerer, monkeypatch):
+    wav = tone(1.2)
+    shifted = tone(1.2, f0=180.0)
+    monkeypatch.setattr(steerer, "prosody_shift", lambda w, d: shifted)
+    seen = []
+    real = steerer.latent_mel
+    monkeypatch.setattr(steerer, "latent_mel", lambda w, *a: seen.append(w) or real(w, *a))
+    steerer.steer(wav, 1.0, SteerConfig(mode="both"))
+    assert len(seen) == 1 and seen[0] is shifted
+
+
+def band_db(wav: np.ndarray, lo: float, hi: float, sr: int = SAMPLE_RATE) -> float:
+    spec = np.abs(np.fft.rfft(wav)) ** 2
+    f = np.fft.rfftfreq(len(wav), 1 / sr)
+    return float(10 * np.log10(spec[(f >= lo) & (f < hi)].sum()))
+
+
+def test_envelope_decoding_is_one_world_resynthesis_with_the_push(steerer, monkeypatch):
+    """decode=envelope: 16 kHz, no vocoder; a +6 dB envelope change above 800 Hz tilts the
+    spectrum by 6 dB (WORLD then restores the overall level)."""
+    wav = tone(1.2)
+    cfg = SteerConfig(mode="latent", decode="envelope", match_loudness=False)
+    plain, sr = steerer.steer(wav, 0.0, cfg)
+    assert sr == SAMPLE_RATE and abs(len(plain) - len(wav)) < 200
+    shift = steerer.envelope_shift(wav, 1.0)
+    fmax = steerer.mapper.config.mel_config.fmax
+    assert np.all(np.diff(shift.freqs) > 0) and 0 < shift.freqs[0] and shift.freqs[-1] < fmax
+    hop_s = steerer.mapper.config.mel_config.hop_length / steerer.mapper.config.mel_config.sample_rate
+    np.testing.assert_allclose(np.diff(shift.times), hop_s)
+    tilt = EnvelopeShift(np.log(np.array([[1.0, 1.0], [1.0, 1.0], [2.0, 2.0], [2.0, 2.0]])),
+                         np.array([0.0, 700.0, 800.0, 8000.0]), np.array([0.0, 10.0]))
+    monkeypatch.setattr(steerer, "envelope_shift", lambda w, d, f: tilt)
+    tilted, _ = steerer.steer(wav, 1.0, cfg)
+    gain = (band_db(tilted, 900, 2000) - band_db(tilted, 50, 600)) \
+        - (band_db(plain, 900, 2000) - band_db(plain, 50, 600))
+    assert abs(gain - 6.02) < 1.0
+
+
+def test_no_steered_output_clips(steerer, caplog, tmp_path):
+    """A loud input pushed +1 with a prosody delta that adds level: the output stays under the
+    peak ceiling and reads back without the clipping warning."""
+    wav = tone(1.5) * (0.98 / 0.2)
+    for mode in ("prosody", "latent", "both"):
+        y, sr = steerer.steer(wav, 1.0, SteerConfig(mode=mode, match_loudness=False))
+        assert np.max(np.abs(y)) <= PEAK_CEILING, mode
+        save_audio(tmp_path / f"{mode}.wav", y, sr)
+        with caplog.at_level("WARNING"):
+            load_audio(tmp_path / f"{mode}.wav", sr=sr)
+        assert "clips" not in caplog.text, mode
 
 
 def test_round_trip_length_rate_and_loudness(steerer):
@@ -102,6 +170,8 @@ def test_config_validation():
         SteerConfig(mode="loud")
     with pytest.raises(ConfigError):
         SteerConfig(frames="some")
+    with pytest.raises(ConfigError, match="decode"):
+        SteerConfig(decode="magic")
 
 
 def test_mapper_vocoder_mel_mismatch_is_refused(artifacts):

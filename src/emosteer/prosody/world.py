@@ -26,7 +26,7 @@ import numpy as np
 
 from emosteer import __version__
 from emosteer.artifacts import load_config, save_config
-from emosteer.audio import CLIP_LEVEL, SAMPLE_RATE, load_audio, validate_audio
+from emosteer.audio import PEAK_CEILING, SAMPLE_RATE, limit_peak, load_audio, validate_audio
 from emosteer.errors import ArtifactError, AudioError, ConfigError
 from emosteer.prosody.correlates import (
     F0_CEIL_HZ,
@@ -92,6 +92,10 @@ class ProsodyDelta:
             return load_config(cls, path)
         except ConfigError as e:
             raise ArtifactError(f"{path}: {e}") from e
+
+
+NEUTRAL = ProsodyDelta(f0_shift_st=0.0, f0_range_ratio=1.0, tilt_db=0.0, energy_db=0.0,
+                       rate_ratio=1.0, source="neutral", target="neutral")
 
 
 def delta_from_correlates(rows: Sequence[dict], speakers: Sequence[str],
@@ -206,8 +210,32 @@ def _time_scale(f0: np.ndarray, sp: np.ndarray, ap: np.ndarray, factor: float):
     return f0_out, np.ascontiguousarray(sp_out), np.ascontiguousarray(ap_out)
 
 
-def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta, scale: float = 1.0,
-                  preserve_level: bool = False) -> np.ndarray:
+@dataclass(frozen=True)
+class EnvelopeShift:
+    """A change of the spectral envelope over time: `log_gain` (F, T), natural-log magnitude
+    (a log-mel difference), at band centres `freqs` (F,) Hz and frame centres `times` (T,) s.
+    Bands and frames in between are interpolated linearly, beyond the ends held."""
+
+    log_gain: np.ndarray
+    freqs: np.ndarray
+    times: np.ndarray
+
+    def __post_init__(self) -> None:
+        f, t = self.log_gain.shape if self.log_gain.ndim == 2 else (None, None)
+        if (f, t) != (len(self.freqs), len(self.times)):
+            raise ConfigError(f"EnvelopeShift: log_gain {self.log_gain.shape} does not match "
+                              f"{len(self.freqs)} bands x {len(self.times)} frames")
+
+    def power_gain(self, times: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+        """The factor on a power envelope (len(times), len(freqs)): exp(2 * log_gain)."""
+        over_f = np.stack([np.interp(freqs, self.freqs, g) for g in self.log_gain.T])  # (T, F')
+        over_t = np.stack([np.interp(times, self.times, col) for col in over_f.T], axis=1)
+        return np.exp(2.0 * over_t)
+
+
+def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta | None, scale: float = 1.0,
+                  preserve_level: bool = False, envelope: EnvelopeShift | None = None
+                  ) -> np.ndarray:
     """Impose `scale` x `delta` on a recording by WORLD analysis-resynthesis; returns (T',) at sr.
 
     - F0: median shifted by scale*f0_shift_st semitones, excursions around the median
@@ -217,9 +245,12 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta, scale: float = 
     - Timing: WORLD frames resampled in time so the speaking rate is multiplied by
       rate_ratio**scale (the duration divided by it).
     - Level: the active-speech level becomes input + scale*energy_db, or stays the input's with
-      `preserve_level` (the steering layer matches loudness to the input itself). The result
-      is peak-limited, so a large boost on loud input may fall short.
-    scale=0 gives the plain WORLD resynthesis, which measures (nearly) like the input."""
+      `preserve_level` (the steering layer matches loudness to the input itself). Peaks above
+      PEAK_CEILING are limited (`limit_peak`), so a boost on loud input never clips.
+    - `envelope`: a further spectral-envelope change (the latent push's mel difference, see
+      `steering.steer`), applied before the timing change, so one synthesis carries both.
+    scale=0 (or delta None) with no envelope gives the plain WORLD resynthesis, which measures
+    (nearly) like the input."""
     wav = validate_audio(np.asarray(wav, dtype=np.float32), "apply_prosody input")
     if not math.isfinite(scale):
         raise ConfigError(f"scale must be a finite number, got {scale!r}")
@@ -232,6 +263,11 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta, scale: float = 
     sp = pw.cheaptrick(x, f0, t, sr, f0_floor=F0_FLOOR_HZ, fft_size=fft_size)
     ap = pw.d4c(x, f0, t, sr, fft_size=fft_size)
     voiced = f0 > 0
+    if delta is None:
+        delta, scale = NEUTRAL, 0.0
+    if envelope is not None:
+        bins = np.arange(sp.shape[1]) * sr / fft_size
+        sp = sp * envelope.power_gain(t, bins)
     if voiced.any():
         st = hz_to_st(f0[voiced])
         med = float(np.median(st))
@@ -246,7 +282,6 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta, scale: float = 
     target = speech_level_db(wav, sr) + (0.0 if preserve_level else scale * delta.energy_db)
     y = y * 10 ** ((target - speech_level_db(y, sr)) / 20)
     peak = float(np.max(np.abs(y)))
-    if peak > CLIP_LEVEL:
-        log.warning("prosody: output peak-limited by %.1f dB", 20 * math.log10(peak / CLIP_LEVEL))
-        y = y * (CLIP_LEVEL / peak)
-    return y.astype(np.float32)
+    if peak > PEAK_CEILING:
+        log.debug("prosody: peaks limited by up to %.1f dB", 20 * math.log10(peak / PEAK_CEILING))
+    return limit_peak(y, sr)

@@ -8,6 +8,9 @@ one sliding window [s - C, s + B + L) (C = left context):
   mapper and vocoder decode only the frames from `decode_context` before s to the window's end
   (their receptive field is local, the encoder's is not: it is bidirectional, so a finite window
   is an approximation whose cost `benchmarks/stream.py` measures against offline steering).
+  Decoding is the offline Steerer's (`decode`): differential adds the push's mel difference to
+  the window's own mel on the file's mel grid; full vocodes the mapper's mel. The envelope
+  decoder is offline only (WORLD's analysis is not block-local).
 - prosody: WORLD analysis-resynthesis of the window (F0 level and range, vocal effort, level).
   The rate change of a ProsodyDelta is left out: a stream played faster or slower than it
   arrives has no bounded latency.
@@ -40,12 +43,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emosteer.audio import CLIP_LEVEL, MIN_SAMPLES, SAMPLE_RATE, SILENCE_PEAK, SSL_HOP
+from emosteer.audio import MIN_SAMPLES, SAMPLE_RATE, SILENCE_PEAK, SSL_HOP, limit_peak, resample
 from emosteer.embeddings.encoders import n_frames
 from emosteer.errors import AudioError, ConfigError
 from emosteer.prosody.world import apply_prosody
-from emosteer.steering.steer import MODES, VOICED_THRESHOLD, Steerer
+from emosteer.steering.steer import MODES, Steerer
 from emosteer.synthesis.data import out_frames
+from emosteer.synthesis.mel import log_mel_spectrogram
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ HOP_MS = 1000.0 * SSL_HOP / SAMPLE_RATE  # 20 ms: block, lookahead and context a
 # HiFi-GAN's conv_pre reaches 3 mel frames either side and its upsampling resblocks add under
 # one more; Griffin-Lim's 1024-sample window spans 4 hops. 4 frames covers both.
 VOCODER_CONTEXT_MEL_FRAMES = 4
+STREAM_DECODES = ("differential", "full")
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class StreamConfig:
     """Block geometry (ms, multiples of the 20 ms SSL hop except the crossfade) and steering."""
 
     mode: str = "latent"
+    decode: str = "differential"  # or "full"; see steering.steer
     block_ms: float = 100.0
     lookahead_ms: float = 100.0
     context_ms: float = 500.0
@@ -70,6 +76,9 @@ class StreamConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.decode not in STREAM_DECODES:
+            raise ConfigError(f"decode {self.decode!r}: streaming supports "
+                              f"{', '.join(STREAM_DECODES)}")
         for name in ("block_ms", "lookahead_ms", "context_ms"):
             v = getattr(self, name)
             if not math.isfinite(v) or v < 0 or abs(v / HOP_MS - round(v / HOP_MS)) > 1e-9:
@@ -249,11 +258,7 @@ class StreamingSteerer:
         if self.config.mode == "prosody":
             return window
         st = self.steerer
-        feats = st.frames(window)
-        tracks = st.prosody_tracks(window, feats.shape[0])
-        steered = st.axis.steer(feats, self.delta)
-        if self.config.frames == "voiced":
-            steered = np.where((tracks[1] > VOICED_THRESHOLD)[:, None], steered, feats)
+        feats, steered, tracks = st.push(window, self.delta, self.config.frames)
         f_lo = max(0, (s - w0) // SSL_HOP - self.decode_context)  # the mapper/vocoder's reach
         g0 = w0 // SSL_HOP + f_lo  # global index of the first frame decoded
         hop = st.mapper.config.mel_config.hop_length
@@ -264,7 +269,15 @@ class StreamingSteerer:
         out = np.zeros(n_out, np.float32)
         if m_hi <= m_lo:
             return out
-        y = decode_on_grid(st, steered[f_lo:], tracks[:, f_lo:], g0, m_lo, m_hi)
+        if self.config.decode == "full":
+            mel = map_on_grid(st, [steered[f_lo:]], tracks[:, f_lo:], g0, m_lo, m_hi)[0]
+        else:
+            mel = mel_on_grid(st, window, w0, m_lo, m_hi)
+            if not np.array_equal(steered, feats):
+                pushed, base = map_on_grid(st, [steered[f_lo:], feats[f_lo:]], tracks[:, f_lo:],
+                                           g0, m_lo, m_hi)
+                mel = mel + (pushed - base)
+        y = st.vocode(mel)
         o = m_lo * hop - self.out_index(w0)
         n = max(0, min(len(y), n_out - o))
         out[o:o + n] = y[:n]
@@ -280,7 +293,7 @@ class StreamingSteerer:
             gain = math.sqrt(self._energy_in * ratio / self._energy_out)
         ramp = np.linspace(self._gain, gain, len(piece), dtype=np.float32)
         self._gain = gain
-        return np.clip(piece * ramp, -CLIP_LEVEL, CLIP_LEVEL)
+        return limit_peak(piece * ramp, self.sample_rate)
 
     # -- accounting --------------------------------------------------------------------------
     def latency_report(self) -> dict:
@@ -297,10 +310,11 @@ class StreamingSteerer:
                 "rtf": float(steps.mean()) / block_s, "steps": len(self.step_seconds)}
 
 
-def decode_on_grid(steerer: Steerer, frames: np.ndarray, tracks: np.ndarray, first_frame: int,
-                   m_lo: int, m_hi: int) -> np.ndarray:
-    """`Steerer.decode` of frames (T, D) that start at global SSL frame `first_frame`, emitting
-    the global mel frames [m_lo, m_hi): the offline mel grid, whatever the window's start.
+def map_on_grid(steerer: Steerer, batch: list[np.ndarray], tracks: np.ndarray,
+                first_frame: int, m_lo: int, m_hi: int) -> np.ndarray:
+    """`Steerer.map_frames` of frames (T, D) that start at global SSL frame `first_frame`,
+    emitting the global mel frames [m_lo, m_hi): the offline mel grid, whatever the window's
+    start -> (B, n_mels, m_hi - m_lo).
 
     A window starts on the 20 ms SSL grid, but the 11.6 ms mel grid of the whole file repeats
     only every 5.12 s, so `Mapper.forward` on a crop would sample its interpolation at
@@ -310,14 +324,42 @@ def decode_on_grid(steerer: Steerer, frames: np.ndarray, tracks: np.ndarray, fir
     import torch
 
     device = next(steerer.mapper.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(frames.T, dtype=np.float32))[None].to(device)
+    x = torch.from_numpy(np.ascontiguousarray(np.stack([f.T for f in batch]), dtype=np.float32))
     p = None
     if steerer.mapper.config.use_prosody:
-        p = torch.from_numpy(np.ascontiguousarray(tracks, dtype=np.float32))[None].to(device)
+        p = torch.from_numpy(np.ascontiguousarray(tracks, dtype=np.float32))[None]
+        p = p.expand(len(batch), -1, -1).to(device)
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                 enabled=steerer.bf16):
-        mel = steerer.mapper(x, p, grid=(first_frame, m_lo, m_hi))
-        return steerer.vocoder(mel.float())[0].float().cpu().numpy()
+        mel = steerer.mapper(x.to(device), p, grid=(first_frame, m_lo, m_hi))
+    return mel.float().cpu().numpy()
+
+
+def mel_on_grid(steerer: Steerer, window: np.ndarray, w0: int, m_lo: int, m_hi: int
+                ) -> np.ndarray:
+    """The global mel frames [m_lo, m_hi) of the file, computed from a 16 kHz window that
+    starts at file sample w0 -> (n_mels, m_hi - m_lo), as `Steerer.input_mel` computes them
+    from the whole file.
+
+    The mel is taken over the window plus `reach` frames either side, starting on a global
+    frame boundary, so every frame whose analysis window lies inside the window is exact; at
+    the file's start and end the window's edge is the file's, padded as offline. Frames the
+    window cannot reach get the log floor, as offline pads past the file's end."""
+    cfg = steerer.mapper.config.mel_config
+    x = resample(window, SAMPLE_RATE, cfg.sample_rate)
+    hop = cfg.hop_length
+    o = w0 * cfg.sample_rate // SAMPLE_RATE  # file sample of x[0]: w0 lies on the SSL grid
+    reach = -(-cfg.pad // hop) + 1
+    first = max(m_lo - reach, -(-o // hop))  # the first global frame starting inside x
+    a, b = first * hop - o, min(len(x), (m_hi + reach) * hop - o)
+    out = np.full((cfg.n_mels, m_hi - m_lo), cfg.log_floor, np.float32)
+    if b - a < hop:
+        return out
+    mel = np.asarray(log_mel_spectrogram(x[a:b], cfg))
+    lo = m_lo - first  # negative when the window starts after m_lo: those stay at the floor
+    src = mel[:, max(0, lo):m_hi - first]
+    out[:, max(0, -lo):max(0, -lo) + src.shape[1]] = src
+    return out
 
 
 def decode_context_frames(steerer: Steerer) -> int:
