@@ -7,6 +7,8 @@ Resumable: rerunning the same command after a kill continues from the last epoch
 OUT/checkpoint; encoded utterances are cached in OUT/cache. -f discards a finished mapper and
 its checkpoint (the cache is kept: its keys name everything it depends on). Fine-tune an
 existing mapper on unlabelled speech (e.g. a TTS voice) with --init MAPPER --extra-audio DIR.
+--vocoder microsoft/speecht5_hifigan (or charactr/vocos-mel-24khz, a vocoder name or directory)
+makes the mapper emit exactly the mels that vocoder takes; steer with the same --vocoder.
 
 Distributed: the same command under `accelerate launch --multi_gpu --num_processes N
 $(which emosteer) train-mapper ...` (CPUs: see `emosteer extract --help`) encodes the utterances sharded over the processes and trains with DDP
@@ -43,8 +45,15 @@ def register(subparsers) -> None:
     p.add_argument("--val-speakers", default=None, help="validation speakers (default: a seeded 20%%)")
     p.add_argument("--test-speakers", default=None,
                    help="unseen speakers: excluded from training, MCD reported in train_report.json")
-    p.add_argument("--mel", default="hifigan22k", choices=("hifigan22k", "ssl16k"),
-                   help="target mel definition (default hifigan22k: 22.05 kHz, hop 256)")
+    p.add_argument("--mel", default=None, choices=("hifigan22k", "ssl16k"),
+                   help="target mel definition (default hifigan22k: 22.05 kHz, hop 256, or "
+                        "--vocoder's)")
+    p.add_argument("--vocoder", default=None, metavar="ID|NAME|DIR",
+                   help="target exactly this vocoder's mel definition: a hub id "
+                        "(microsoft/speecht5_hifigan, charactr/vocos-mel-24khz), a registered "
+                        "name (e.g. hifigan-universal) or a local directory (jik876, export, or "
+                        "the hub repository's files); it is loaded once to read it. With --mel "
+                        "too, the two must agree")
     p.add_argument("--extra-audio", type=Path, default=None,
                    help="directory of unlabelled audio added to the training set")
     p.add_argument("--init", type=Path, default=None, help="fine-tune this existing mapper")
@@ -72,17 +81,19 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emosteer.synthesis.mel import HIFIGAN_22K, SSL_16K
-    from emosteer.synthesis.train import train_mapper_on_corpus
+    from emosteer.synthesis.train import target_mel, train_mapper_on_corpus
     from emosteer.training import TrainConfig
 
     train_cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
                             patience=args.patience, max_minutes=args.max_minutes, seed=args.seed,
                             grad_accum=args.grad_accum)
+    named = {"hifigan22k": HIFIGAN_22K, "ssl16k": SSL_16K}[args.mel] if args.mel else None
+    mel = target_mel(named, args.vocoder, mel_name=f"--mel {args.mel}")
     report = train_mapper_on_corpus(
         args.out, args.model, args.layer, root=args.root, format=args.format,
         extra=args.extra_audio, speakers=parse_list(args.speakers),
         val_speakers=parse_list(args.val_speakers), test_speakers=parse_list(args.test_speakers),
-        mel={"hifigan22k": HIFIGAN_22K, "ssl16k": SSL_16K}[args.mel], init=args.init,
+        mel=mel, init=args.init,
         random_init=args.random_init, train_cfg=train_cfg, hidden=args.hidden,
         n_blocks=args.blocks, n_transformer_layers=args.transformer_layers,
         use_prosody=not args.no_prosody, device=args.device, bf16=args.bf16, force=args.force,

@@ -31,6 +31,7 @@ from emosteer.synthesis.mapper import (
     mapper_loss,
 )
 from emosteer.synthesis.mel import HIFIGAN_22K, MelConfig
+from emosteer.synthesis.vocoders import load_vocoder
 from emosteer.training import TrainConfig, fit, split_by_speaker
 
 
@@ -137,11 +138,29 @@ def extra_audio(root: str | os.PathLike) -> list[_Audio]:
             for p in files]
 
 
+def target_mel(mel: MelConfig | None = None, vocoder: str | os.PathLike | None = None,
+               mel_name: str | None = None) -> MelConfig:
+    """The mapper's target mel: `vocoder`'s `mel_config` (the vocoder, a registered name, hub
+    id or directory, is loaded once on the CPU to read it), else `mel`, else HIFIGAN_22K.
+    Given both, the vocoder must take `mel` (Griffin-Lim adopts it; `mel_name`, e.g.
+    "--mel ssl16k", names it in the error)."""
+    if vocoder is None:
+        return HIFIGAN_22K if mel is None else mel
+    if mel is None:
+        return load_vocoder(vocoder, "cpu").mel_config
+    try:
+        return load_vocoder(vocoder, "cpu", mel_config=mel).mel_config
+    except ConfigError as e:
+        raise ConfigError(f"{mel_name or 'the requested mel'} and --vocoder {vocoder} disagree: "
+                          f"{e}") from e
+
+
 def train_mapper_on_corpus(out_dir: str | os.PathLike, model: str, layer: int = 5, *,
                            root: str | os.PathLike | None = None, format: str | None = None,
                            extra: str | os.PathLike | None = None,
                            speakers: Sequence[str] = (), val_speakers: Sequence[str] = (),
-                           test_speakers: Sequence[str] = (), mel: MelConfig = HIFIGAN_22K,
+                           test_speakers: Sequence[str] = (), mel: MelConfig | None = None,
+                           vocoder: str | os.PathLike | None = None,
                            init: str | os.PathLike | None = None, random_init: bool = False,
                            train_cfg: TrainConfig | None = None, hidden: int = 256,
                            n_blocks: int = 6, n_transformer_layers: int = 0,
@@ -149,6 +168,10 @@ def train_mapper_on_corpus(out_dir: str | os.PathLike, model: str, layer: int = 
                            force: bool = False, progress: bool = True) -> dict | None:
     """Train a mapper from the SSL encoder `model` (layer `layer`) to `mel` on a corpus
     (`root` in `format`) and/or a directory of unlabelled `extra` audio; save it to OUT_DIR.
+
+    The target mel is `mel`, or with `vocoder` (a registered name, hub id or directory, see
+    `load_vocoder`) exactly that vocoder's `mel_config` (`mel`, if also given, must equal it);
+    HIFIGAN_22K when neither is given.
 
     Speakers are named as `emosteer.corpora.match_speakers` reads them: `speakers` (default:
     all but the test speakers) are trained and validated on, `val_speakers` (default: a
@@ -167,10 +190,11 @@ def train_mapper_on_corpus(out_dir: str | os.PathLike, model: str, layer: int = 
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: exists and is not a directory")
     refuse_overwrite(out_dir / WEIGHTS_FILE, force)
+    mel = target_mel(mel, vocoder)
     init_cfg = load_config(MapperConfig, Path(init) / CONFIG_FILE) if init else None
     if init_cfg is not None and (init_cfg.layer != layer or init_cfg.mel_config != mel):
         raise ConfigError(f"--init {init}: trained on layer {init_cfg.layer} with "
-                          f"{init_cfg.mel_config}; pass the same --layer and --mel")
+                          f"{init_cfg.mel_config}; pass the same --layer and --mel/--vocoder")
 
     utts = scan_corpus(root, format) if root is not None else []
     all_speakers = {u.speaker for u in utts}

@@ -45,6 +45,7 @@ from emosteer.artifacts import (
 from emosteer.audio import load_audio, save_audio
 from emosteer.errors import ArtifactError, ConfigError, EmosteerError
 from emosteer.synthesis.hifigan import V1, Generator, HiFiGANConfig, load_generator_state
+from emosteer.synthesis.hub_vocoders import is_hub_vocoder, load_hub_vocoder
 from emosteer.synthesis.mel import (
     HIFIGAN_22K,
     SSL_16K,
@@ -412,6 +413,8 @@ def load_vocoder(name_or_path: str | os.PathLike, device: str = "cpu",
         path = Path(name_or_path)
         if path.is_dir() and (path / EXPORT_CONFIG).is_file():
             vocoder = load_exported(path, device)
+        elif is_hub_vocoder(path):  # an "owner/name" hub id, or a directory of its files
+            vocoder = load_hub_vocoder(key, device)
         elif path.is_dir() or (path.is_file() and _JIK876_CKPT.match(path.name)):
             vocoder = load_jik876(path, device)
         elif path.exists():
