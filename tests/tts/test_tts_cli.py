@@ -70,7 +70,7 @@ def test_latent_tts_from_references_writes_audio_and_full_sidecar(tmp_path, refs
     assert side["delta"] == pytest.approx(0.3 * tts_steer.REFERENCE_HALF_SPAN)
     assert side["axis_source"] == "references" and side["layer"] == LAYER
     assert side["model"] == str(tiny_model_dir) and side["mode"] == "latent"
-    assert side["mapper"] == str(mapper_dir) and side["vocoder"] == "griffinlim"
+    assert side["mapper"] == str(mapper_dir) and side["vocoder"] == "auto"
     assert side["ref_calm"] == str(refs[0]) and side["sample_rate"] == sr == 22050
     assert side["axis"]["origin"] == "references" and side["axis"]["calibration"] > 0
     m = side["measured"]

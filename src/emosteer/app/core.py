@@ -57,7 +57,7 @@ class AppConfig:
     max_seconds: float = 60.0  # bounds one request's compute; long inputs are steered in chunks
     concurrency: int = 2  # requests steered at once; the rest wait in the queue
     queue_size: int = 32  # beyond this a request is turned away instead of waiting
-    vocoder: str = "griffinlim"
+    vocoder: str = "auto"
     device: str = "cpu"
     bf16: bool = False
     host: str = "127.0.0.1"

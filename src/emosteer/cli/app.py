@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--axis", action="append", metavar="NAME=DIR",
                    help="an axis directory under a name (mapper: DIR/../mapper). Repeatable")
     p.add_argument("--vocoder", default=AppConfig.vocoder,
-                   help="griffinlim, a jik876 HiFi-GAN directory or a safetensors export")
+                   help="auto (default: hifigan-universal if installed and the mels match, else "
+                        "griffinlim), hifigan-universal, griffinlim, a jik876 HiFi-GAN "
+                        "directory or a safetensors export")
     p.add_argument("--host", default=AppConfig.host, help=f"bind address (default {AppConfig.host})")
     p.add_argument("--port", type=int, help="port (default: Gradio's, 7860 or the next free)")
     p.add_argument("--max-upload-mb", type=float, default=AppConfig.max_upload_mb,

@@ -2,7 +2,7 @@ r"""`emosteer evaluate`: did steering work, objectively?
 
     emosteer evaluate --store STORE --axis AXIS --mapper MAPPER \
         --speakers ravdess_07,ravdess_08 --deltas -1,-0.5,0,0.5,1 --out DIR \
-        [--modes latent,prosody,both] [--clips-per-speaker N] [--vocoder griffinlim] \
+        [--modes latent,prosody,both] [--clips-per-speaker N] [--vocoder auto] \
         [--judges dnsmos,asr,speaker,emotion,ser] [--emotion-judge DIR] [--ser MODEL] \
         [--asr MODEL] [--mos dnsmos] [--json] [-f]
 
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--clips-per-speaker", type=int, default=None,
                    help="evaluate this many source clips per speaker (seeded pick; default all)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--vocoder", default="griffinlim", help="vocoder name or directory")
+    p.add_argument("--vocoder", default="auto", help="vocoder name or directory (default auto)")
     p.add_argument("--model", default=None, help="encoder override (default: the store's)")
     p.add_argument("--prosody", type=Path, default=None,
                    help="prosody delta JSON (default: AXIS/prosody.json)")

@@ -21,8 +21,10 @@ def add_steering_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_RUN}, what `make demo` writes)")
     p.add_argument("--axis", help="axis directory (default RUN/axis)")
     p.add_argument("--mapper", help="mapper directory (default RUN/mapper)")
-    p.add_argument("--vocoder", default="griffinlim",
-                   help="griffinlim, a jik876 HiFi-GAN directory or a safetensors export")
+    p.add_argument("--vocoder", default="auto",
+                   help="auto (default: hifigan-universal if installed and the mels match, else "
+                        "griffinlim), hifigan-universal, griffinlim, a jik876 HiFi-GAN "
+                        "directory or a safetensors export")
     p.add_argument("--prosody", help="ProsodyDelta JSON (default: AXIS/prosody.json)")
     p.add_argument("--model", help="override the encoder checkpoint (hub id or directory)")
     p.add_argument("--mode", choices=("latent", "prosody", "both"), default="latent")

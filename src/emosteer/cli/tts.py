@@ -56,7 +56,8 @@ def add_tts_arguments(p: argparse.ArgumentParser, steering_flags: bool = True) -
     p.add_argument("--axis", help="saved corpus axis directory (instead of references)")
     p.add_argument("--model", help="SSL encoder: hub id or directory")
     p.add_argument("--mapper", help="trained mapper directory")
-    p.add_argument("--vocoder", help="griffinlim or a vocoder directory")
+    p.add_argument("--vocoder", help="auto (default), hifigan-universal, griffinlim or a "
+                                     "vocoder directory")
     p.add_argument("--mode", choices=("latent", "prosody", "both"), default="latent")
 
 

@@ -107,7 +107,7 @@ class EvaluateConfig:
     modes: tuple[str, ...] = MODES
     clips_per_speaker: int | None = None  # None: every source-emotion clip of the speaker
     seed: int = 0
-    vocoder: str = "griffinlim"
+    vocoder: str = "auto"
     model: str | None = None  # encoder override; default: the mapper's / store's
     frames: str = "all"
     n_boot: int = N_BOOT

@@ -71,7 +71,7 @@ class MapperSpec:
 
 @dataclass(frozen=True)
 class SteerSpec:
-    vocoder: str = "griffinlim"
+    vocoder: str = "auto"
     deltas: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
     modes: tuple[str, ...] = ("latent", "prosody", "both")
     clips_per_speaker: int = 2

@@ -295,7 +295,7 @@ class TtsConfig:
 
 
 def reference_steerer(calm: np.ndarray, angry: np.ndarray, names: tuple[str, str], mode: str,
-                      mapper=None, vocoder: str = "griffinlim", prosody=None, model=None,
+                      mapper=None, vocoder: str = "auto", prosody=None, model=None,
                       layer: int | None = None, device: str = "cpu", bf16: bool = False):
     """A Steerer whose axis and (unless `prosody` names a file) prosody delta come from the
     two references. Loads only what `mode` needs; the encoder is the mapper's."""

@@ -69,7 +69,7 @@ class SpeakConfig:
     axis: str | None = None
     mapper: str | None = None
     prosody: str | None = None
-    vocoder: str = "griffinlim"
+    vocoder: str = "auto"
     model: str | None = None
     layer: int | None = None
     mode: str = "latent"
