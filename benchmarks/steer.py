@@ -1,14 +1,19 @@
-"""Steering speed: 10 s of speech through encode -> mapper -> HiFi-GAN, latent mode.
+"""Steering speed: 10 s of speech through encode -> mapper -> vocoder, latent mode.
 
     python benchmarks/steer.py [--seconds 10] [--threads 2] [--device cpu] [--repeats 2]
+                               [--vocoders hifigan-universal,v3] [--bf16]
 
 The encoder is wav2vec2-base's architecture truncated at layer 5 (random init: speed does not
-depend on the weights; no download), the mapper is MapperConfig's default size, the vocoders are
-HiFi-GAN V1 (the public jik876 quality) and V3 (the small one) with random weights. Input is real
-speech when ../shared/data RAVDESS is present (clips concatenated to --seconds), else the Piper
-voice. Rows time the whole `Steerer.steer` call and its parts (encoder, prosody tracks, mapper +
-vocoder), in fp32 and with --bf16 (encoder weights in bf16, mapper and vocoder under autocast).
-Real-time factor = audio seconds / wall seconds; > 1 is faster than real time.
+depend on the weights; no download), the mapper is MapperConfig's default size. Vocoders are
+registered names or directories (`hifigan-universal`: the real jik876 UNIVERSAL_V1 weights) or
+v1/v2/v3 for a random-weight HiFi-GAN of that size. Input is real speech when ../shared/data
+RAVDESS is present (clips concatenated to --seconds), else the Piper voice.
+
+Rows time the whole `Steerer.steer` call per latent decoder (differential: two mapper passes
+as one batch plus the input's mel; full: one pass) and its parts. fp32 always; --bf16 adds bf16
+rows (encoder weights in bf16, mapper and vocoder under autocast), which only pays on hardware
+with native bf16. Real-time factor = audio seconds / wall seconds; > 1 is faster than real
+time. "differential overhead" is the differential steer's wall time over the full one's.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from emosteer.errors import EmosteerError
 from emosteer.steering.steer import SteerConfig, Steerer
 from emosteer.synthesis.hifigan import VERSIONS
 from emosteer.synthesis.mapper import Mapper, MapperConfig
-from emosteer.synthesis.vocoders import HiFiGAN
+from emosteer.synthesis.vocoders import HiFiGAN, load_vocoder
 
 LAYER = 5
 SHARED_RAVDESS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ravdess"
@@ -76,6 +81,32 @@ def timed(fn, repeats: int) -> float:
     return best
 
 
+def vocoder(name: str, device: str):
+    if name in VERSIONS:
+        torch.manual_seed(SEED)
+        return HiFiGAN(VERSIONS[name]).eval().to(device), f"HiFi-GAN {name} (random weights)"
+    return load_vocoder(name, device=device), name
+
+
+def bench(st: Steerer, wav: np.ndarray, label: str, precision: str, repeats: int) -> list:
+    """One table row per latent decoder: real-time factors of the whole steer and its parts."""
+    secs = len(wav) / SAMPLE_RATE
+    t_enc = timed(lambda: st.frames(wav), repeats)
+    feats, steered, tracks = st.push(wav, 0.5, "all")
+    t_pro = timed(lambda: st.prosody_tracks(wav, feats.shape[0]), repeats)
+    t_map1 = timed(lambda: st.map_frames([steered], tracks), repeats)
+    t_map2 = timed(lambda: st.map_frames([steered, feats], tracks), repeats)
+    n = st.mapper.out_length(feats.shape[0])
+    t_mel = timed(lambda: st.input_mel(wav, n), repeats)
+    mel = st.input_mel(wav, n)
+    t_voc = timed(lambda: st.vocode(mel), repeats)
+    totals = {d: timed(lambda c=SteerConfig(decode=d, match_loudness=False): st.steer(wav, 0.5, c),
+                       repeats) for d in ("differential", "full")}
+    return [(label, precision, d, secs / totals[d], secs / t_enc, secs / t_pro, secs / t_map,
+             secs / t_in if t_in else None, secs / t_voc, totals[d] / totals["full"])
+            for d, t_map, t_in in (("differential", t_map2, t_mel), ("full", t_map1, 0.0))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,7 +114,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--vocoders", default="v1,v3")
+    ap.add_argument("--vocoders", default="hifigan-universal,v3")
+    ap.add_argument("--bf16", action="store_true", help="also time bf16")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     wav, what = speech(args.seconds)
@@ -91,7 +123,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         arch = architecture_dir("facebook/wav2vec2-base", Path(tmp) / "w2v2")
-        for precision in ("fp32", "bf16"):
+        for precision in ("fp32", "bf16") if args.bf16 else ("fp32",):
             bf16 = precision == "bf16"
             enc = load_encoder(arch, layers=(LAYER,), device=args.device, bf16=bf16,
                                random_init=True, seed=SEED)
@@ -100,29 +132,18 @@ def main() -> None:
             axis = wrap_vector(np.random.default_rng(SEED).normal(size=768), model=str(arch),
                                layer=LAYER, source="calm", target="angry", calibration=1.0)
             for name in args.vocoders.split(","):
-                voc = HiFiGAN(VERSIONS[name]).eval().to(args.device)
+                voc, label = vocoder(name, args.device)
                 st = Steerer(axis, encoder=enc, mapper=mapper, vocoder=voc, bf16=bf16)
-                cfg = SteerConfig(mode="latent", match_loudness=False)
-                t_enc = timed(lambda s=st: s.frames(wav), args.repeats)
-                frames = st.frames(wav)
-                try:
-                    t_pro = timed(lambda s=st, f=frames: s.prosody_tracks(wav, f.shape[0]),
-                                  args.repeats)
-                    tracks = st.prosody_tracks(wav, frames.shape[0])
-                    total = timed(lambda s=st, c=cfg: s.steer(wav, 0.5, c), args.repeats)
-                except ImportError:  # no pyworld (it has no binary wheel): time the rest
-                    t_pro = total = float("nan")
-                    tracks = np.zeros((3, frames.shape[0]), np.float32)
-                t_dec = timed(lambda s=st, f=frames, t=tracks: s.decode(f, t), args.repeats)
-                rows.append((f"HiFi-GAN {name}", precision, secs / total, secs / t_enc,
-                             secs / t_pro, secs / t_dec))
+                rows += bench(st, wav, label, precision, args.repeats)
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, {secs:.1f} s of {what}, "
-          f"wav2vec2-base layer {LAYER}, best of {args.repeats}\n")
-    print("| vocoder | precision | steer total (x RT) | encoder | prosody tracks | mapper + vocoder |")
-    print("|---|---|---|---|---|---|")
-    for name, prec, *rtf in rows:
-        print(f"| {name} | {prec} | " + " | ".join(f"{r:.2f}" for r in rtf) + " |")
+          f"wav2vec2-base layer {LAYER} (random init), best of {args.repeats}\n")
+    print("| vocoder | precision | decode | steer total (x RT) | encoder | prosody tracks | "
+          "mapper | input mel | vocoder | differential overhead |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, prec, dec, *rtf, over in rows:
+        cells = " | ".join("-" if r is None else f"{r:.1f}" for r in rtf)
+        print(f"| {name} | {prec} | {dec} | {cells} | {over:.2f}x |")
 
 
 if __name__ == "__main__":

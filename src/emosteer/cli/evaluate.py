@@ -42,7 +42,10 @@ def register(subparsers) -> None:
     p.add_argument("--speakers", required=True,
                    help="held-out speakers, as the store names them (ravdess_07) or bare (07)")
     p.add_argument("--deltas", default="-1,-0.5,0,0.5,1", help="comma-separated deltas")
-    p.add_argument("--modes", default="latent,prosody,both", help="some of latent,prosody,both")
+    p.add_argument("--modes", default="latent,prosody,both",
+                   help="some of latent,prosody,both, each optionally with its latent decoder "
+                        "(differential, the default; envelope; full): e.g. latent,latent:full,"
+                        "both,both:envelope compares decoders on the same clips")
     p.add_argument("--clips-per-speaker", type=int, default=None,
                    help="evaluate this many source clips per speaker (seeded pick; default all)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
@@ -134,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from emosteer.evaluation.evaluate import EVALUATE_JSON, EvaluateConfig, evaluate
 
     modes = parse_list(args.modes)
-    if any(m in ("latent", "both") for m in modes) and args.mapper is None:
+    if any(m.partition(":")[0] in ("latent", "both") for m in modes) and args.mapper is None:
         raise ConfigError("--modes latent/both need --mapper")
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out}: exists and is not a directory")

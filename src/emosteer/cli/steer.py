@@ -30,6 +30,13 @@ def add_steering_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("latent", "prosody", "both"), default="latent")
     p.add_argument("--frames", choices=("all", "voiced"), default="all",
                    help="which SSL frames are pushed along the axis")
+    p.add_argument("--decode", choices=("differential", "envelope", "full"),
+                   default="differential",
+                   help="how the latent push becomes audio: differential (default) adds the "
+                        "mel change the push makes to the input's own mel, so delta 0 is copy "
+                        "synthesis; envelope applies that change to WORLD's spectral envelope "
+                        "(one resynthesis with the prosody shift, no vocoder); full vocodes the "
+                        "mapper's own mel")
     p.add_argument("--sr", type=int, help="output sample rate (default: the vocoder's)")
     p.add_argument("--keep-level", dest="match_loudness", action="store_false",
                    help="do not match the output loudness to the input")
@@ -78,11 +85,11 @@ def run(args: argparse.Namespace) -> int:
                               "(output is at the vocoder's rate)")
         geometry = {k: getattr(args, k) for k in ("block_ms", "lookahead_ms", "context_ms")
                     if getattr(args, k) is not None}  # unset: StreamConfig's defaults
-        cfg = StreamConfig(mode=args.mode, frames=args.frames,
+        cfg = StreamConfig(mode=args.mode, decode=args.decode, frames=args.frames,
                            match_loudness=args.match_loudness, **geometry)
     else:
-        cfg = SteerConfig(mode=args.mode, frames=args.frames, match_loudness=args.match_loudness,
-                          sample_rate=args.sr)
+        cfg = SteerConfig(mode=args.mode, decode=args.decode, frames=args.frames,
+                          match_loudness=args.match_loudness, sample_rate=args.sr)
     steer_file(load_from_args(args), args.input, deltas, targets, cfg,
                sweep_dir=out if sweep else None)
     return 0

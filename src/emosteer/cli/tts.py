@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha, ref_calm=args.ref_calm, ref_angry=args.ref_angry, axis=axis,
         mapper=args.mapper or str(run_dir / "mapper"), prosody=args.prosody,
         vocoder=args.vocoder, model=args.model, layer=args.layer, mode=args.mode,
-        frames=args.frames, match_loudness=args.match_loudness, sample_rate=args.sr,
+        frames=args.frames, decode=args.decode, match_loudness=args.match_loudness, sample_rate=args.sr,
         backend=args.backend, voice=args.coqui_model if args.backend == "coqui" else args.voice,
         language=args.language, length_scale=args.length_scale, noise_scale=args.noise_scale,
         pitch=args.pitch, pause_s=args.pause, adapt=adapt,

@@ -22,6 +22,10 @@ Spearman monotonicity against delta. Layout written under `out`:
 
     evaluate.json  stimuli.json  emotion_judge/  cache/
     audio/<clip_id>/{input,real_target,copy_synthesis,<mode>_<delta:+.2f>}.wav
+
+A mode is "latent", "prosody" or "both", optionally with its latent decoder ("latent:full",
+"both:envelope"; see `steering.steer`), so that decoders are compared on the same clips; its
+audio files write the colon as "-".
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ from emosteer.evaluation.select import (
     speaker_reference,
 )
 from emosteer.prosody.correlates import CORRELATE_KEYS, acoustic_correlates, compare_correlates
-from emosteer.steering.steer import MODES, SteerConfig, Steerer
+from emosteer.steering.steer import MODES, Steerer, mode_config
 from emosteer.synthesis.mel import log_mel_spectrogram, min_samples
 from emosteer.synthesis.vocoders import load_vocoder
 
@@ -125,9 +129,10 @@ class EvaluateConfig:
             raise ConfigError("--speakers: name at least one held-out speaker")
         if not self.deltas or not all(np.isfinite(d) for d in self.deltas):
             raise ConfigError(f"--deltas {self.deltas}: need finite numbers")
-        bad = [m for m in self.modes if m not in MODES]
-        if bad or not self.modes:
-            raise ConfigError(f"--modes {','.join(self.modes)}: expected some of {', '.join(MODES)}")
+        if not self.modes:
+            raise ConfigError(f"--modes: expected some of {', '.join(MODES)}")
+        for spec in self.modes:
+            mode_config(spec, frames=self.frames)  # raises on an unknown mode or decoder
         if self.clips_per_speaker is not None and self.clips_per_speaker < 1:
             raise ConfigError(f"--clips-per-speaker {self.clips_per_speaker}: must be >= 1")
         if self.judges is not None:
@@ -400,7 +405,7 @@ def copy_synthesis(wav16: np.ndarray, vocoder) -> tuple[np.ndarray, int]:
     if len(x) < min_samples(vocoder.mel_config):
         raise AudioError(f"too short for the vocoder's mel ({len(x)} samples)")
     y = vocoder.vocode(log_mel_spectrogram(x, vocoder.mel_config))
-    return match_loudness(y, wav16), int(vocoder.sample_rate)
+    return match_loudness(y, wav16, vocoder.sample_rate), int(vocoder.sample_rate)
 
 
 def _table(results, cfg, sim_reason, gap_reason, panel):
@@ -516,11 +521,12 @@ def evaluate(store_dir, axis_dir, mapper_dir, out_dir, cfg: EvaluateConfig,
                   speakers=resolve_speakers(cfg.speakers, set(store.labels("speaker").tolist())))
     probe = PosteriorProbe.fit(store.pooled(layer), store.labels("speaker"),
                                store.labels("emotion"), source, target, cfg.speakers)
-    needs_latent = any(m in ("latent", "both") for m in cfg.modes)
+    kinds = {mode_config(m).mode for m in cfg.modes}
+    needs_latent = bool(kinds & {"latent", "both"})
     steerer = Steerer.from_artifacts(axis=axis, mapper=mapper_dir if needs_latent else None,
                                      vocoder=cfg.vocoder, prosody=prosody, model=cfg.model,
                                      mode="both" if needs_latent else "prosody", device=device)
-    if any(m in ("prosody", "both") for m in cfg.modes) and steerer.prosody is None:
+    if kinds & {"prosody", "both"} and steerer.prosody is None:
         raise ConfigError(f"modes prosody/both need a prosody delta: {axis_dir}/prosody.json "
                           "or --prosody FILE")
     enc = _reencoder(store, layer, steerer, cfg.model)
@@ -569,9 +575,9 @@ def evaluate(store_dir, axis_dir, mapper_dir, out_dir, cfg: EvaluateConfig,
             mine, fid = [], []
             for mode in cfg.modes:
                 for d in cfg.deltas:
-                    y, sr = steerer.steer(wav, d, SteerConfig(mode=mode, frames=cfg.frames),
+                    y, sr = steerer.steer(wav, d, mode_config(mode, frames=cfg.frames),
                                           source=clip.row["path"])
-                    rel = f"{AUDIO_DIR}/{clip.id}/{mode}_{delta_key(d)}.wav"
+                    rel = f"{AUDIO_DIR}/{clip.id}/{mode.replace(':', '-')}_{delta_key(d)}.wav"
                     save_audio(out_dir / rel, y, sr)
                     rec["outputs"][mode][delta_key(d)] = rel
                     m = _measure(y, sr, clip, wav, probe, axis, enc, layer,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from emosteer.errors import ConfigError
+from emosteer.steering.steer import mode_config
 
 CORPUS_KINDS = ("demo", "ravdess", "cremad", "emodb", "tess", "csv")
 DOWNLOADABLE = ("ravdess", "cremad")  # the corpora with a public URL (emosteer.download)
@@ -75,6 +76,10 @@ class SteerSpec:
     deltas: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
     modes: tuple[str, ...] = ("latent", "prosody", "both")
     clips_per_speaker: int = 2
+
+    def __post_init__(self) -> None:
+        for spec in self.modes:  # "mode" or "mode:decode"; fail at load, not after training
+            mode_config(spec)
 
 
 @dataclass(frozen=True)

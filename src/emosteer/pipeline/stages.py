@@ -20,7 +20,7 @@ from emosteer.pipeline.democorpus import build_demo_corpus
 from emosteer.prosody.world import learn_prosody_delta
 from emosteer.report.build import build_report
 from emosteer.steering.files import write_sweep
-from emosteer.steering.steer import PROSODY_FILE, SteerConfig, Steerer
+from emosteer.steering.steer import PROSODY_FILE, SteerConfig, Steerer, mode_config
 from emosteer.synthesis.data import prepare_examples
 from emosteer.synthesis.mapper import MapperConfig
 from emosteer.synthesis.mel import HIFIGAN_22K
@@ -135,8 +135,8 @@ def stage_steer(ctx: RunContext) -> dict:
     rows = []
     for mode in spec.modes:
         for d in spec.deltas:
-            y, sr = st.steer(wav, d, SteerConfig(mode=mode), source=str(clip.path))
-            name = f"{mode}_{d:+.2f}.wav"
+            y, sr = st.steer(wav, d, mode_config(mode), source=str(clip.path))
+            name = f"{mode.replace(':', '-')}_{d:+.2f}.wav"
             save_audio(out / name, y, sr)
             rows.append({"mode": mode, "delta": d, "path": name, "sample_rate": sr})
     write_sweep(out, clip.path, rows, speaker=clip.speaker, emotion=clip.emotion)

@@ -79,6 +79,15 @@ class SteerConfig:
             raise ConfigError("chunk_seconds must exceed twice overlap_seconds")
 
 
+def mode_config(spec: str, **kwargs) -> SteerConfig:
+    """A SteerConfig from "mode" or "mode:decode" ("latent", "both:envelope", "latent:full"):
+    how an evaluation names the variants it compares side by side."""
+    mode, _, decode = spec.partition(":")
+    if decode and mode == "prosody":
+        raise ConfigError(f"{spec!r}: prosody mode has no latent decoder to choose")
+    return SteerConfig(mode=mode, decode=decode or SteerConfig.decode, **kwargs)
+
+
 class Steerer:
     """Composes encoder, axis, mapper, vocoder and prosody delta into the steering operator.
 

@@ -73,6 +73,7 @@ class SpeakConfig:
     model: str | None = None
     layer: int | None = None
     mode: str = "latent"
+    decode: str = "differential"  # how the latent push becomes audio (steering.steer)
     frames: str = "all"
     match_loudness: bool = True
     sample_rate: int | None = None
@@ -154,8 +155,8 @@ def speak(text: str, cfg: SpeakConfig, out: str | os.PathLike, force: bool = Fal
         steerer, mapper, adaptation = _steerer(cfg, refs, names, voice, progress)
         neutral, sr = synthesize_long(text, sr_out=SAMPLE_RATE, **speak_kw)
         delta = steering_delta(cfg.alpha)
-        scfg = SteerConfig(mode=cfg.mode, frames=cfg.frames, match_loudness=cfg.match_loudness,
-                           sample_rate=cfg.sample_rate)
+        scfg = SteerConfig(mode=cfg.mode, decode=cfg.decode, frames=cfg.frames,
+                           match_loudness=cfg.match_loudness, sample_rate=cfg.sample_rate)
         y, out_sr = steerer.steer(neutral, delta, scfg, source=f"{voice.backend} synthesis")
         tcfg = _tts_config(cfg, settings, delta, steerer, mapper, out_sr)
 
