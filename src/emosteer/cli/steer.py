@@ -66,12 +66,13 @@ def load_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from emosteer.artifacts import refuse_overwrite
     from emosteer.steering.files import steer_file, sweep_targets
-    from emosteer.steering.steer import SteerConfig
+    from emosteer.steering.steer import SteerConfig, check_delta
     from emosteer.steering.stream import StreamConfig
 
     if (args.delta is None) == (args.deltas is None):
         raise ConfigError("give exactly one of --delta and --deltas")
     deltas = (args.delta,) if args.delta is not None else parse_floats(args.deltas)
+    deltas = tuple(check_delta(d) for d in deltas)  # before any model loads
     out = Path(args.output)
     sweep = args.deltas is not None
     if sweep and out.suffix:

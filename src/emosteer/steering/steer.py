@@ -31,6 +31,7 @@ peak-limited to `audio.PEAK_CEILING`, so no delta makes it clip.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,11 @@ VOICED_THRESHOLD = 0.5  # the voicing track is interpolated onto SSL frames; maj
 CHUNK_SECONDS = 20.0  # long inputs are steered in pieces of this length...
 OVERLAP_SECONDS = 0.5  # ...cross-faded over this much, which hides the seams of both paths
 PROSODY_FILE = "prosody.json"  # a ProsodyDelta saved inside an axis directory
+# delta is in calibrated units: 1 moves the frames by the mean source -> target distance along
+# the axis and applies the whole learned prosody change once. Three times that lies far outside
+# both emotions' data (the mapper never saw such frames; WORLD would shift F0 by three times
+# the learned interval and change the rate by its cube), so larger values are refused.
+MAX_DELTA = 3.0
 
 
 @dataclass(frozen=True)
@@ -278,8 +284,7 @@ class Steerer:
               source: str = "<input>") -> tuple[np.ndarray, int]:
         """Steer a 16 kHz mono waveform by `delta`; returns (audio, sample_rate)."""
         cfg = cfg or SteerConfig()
-        if not np.isfinite(delta):
-            raise ConfigError(f"delta must be a finite number, got {delta!r}")
+        delta = check_delta(delta)
         wav = validate_audio(np.asarray(wav, dtype=np.float32), source)
         pieces = []
         sr = None
@@ -298,6 +303,20 @@ class Steerer:
         """Every (mode, delta) combination of one input."""
         return {(m, float(d)): self.steer(wav, d, SteerConfig(m, decode, frames), source)
                 for m in modes for d in deltas}
+
+
+def check_delta(delta: float) -> float:
+    """`delta` as a float in [-MAX_DELTA, MAX_DELTA], else a ConfigError saying what it means."""
+    try:
+        delta = float(delta)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"delta {delta!r} is not a number") from e
+    if not math.isfinite(delta) or abs(delta) > MAX_DELTA:
+        raise ConfigError(
+            f"delta {delta:g}: must lie in [-{MAX_DELTA:g}, {MAX_DELTA:g}] (delta 1 is the "
+            f"mean distance between the two emotions along the axis; {MAX_DELTA:g} is "
+            f"{MAX_DELTA:g} times that, beyond the data the mapper and prosody were learned on)")
+    return delta
 
 
 def chunk_bounds(n: int, sr: int, chunk_seconds: float, overlap_seconds: float

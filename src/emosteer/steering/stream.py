@@ -47,7 +47,7 @@ from emosteer.audio import MIN_SAMPLES, SAMPLE_RATE, SILENCE_PEAK, SSL_HOP, limi
 from emosteer.embeddings.encoders import n_frames
 from emosteer.errors import AudioError, ConfigError
 from emosteer.prosody.world import apply_prosody
-from emosteer.steering.steer import MODES, Steerer
+from emosteer.steering.steer import MODES, Steerer, check_delta
 from emosteer.synthesis.data import out_frames
 from emosteer.synthesis.mel import log_mel_spectrogram
 
@@ -120,9 +120,7 @@ class StreamingSteerer:
 
     def __init__(self, steerer: Steerer, delta: float, config: StreamConfig | None = None):
         cfg = config or StreamConfig()
-        if not math.isfinite(delta):
-            raise ConfigError(f"delta must be a finite number, got {delta!r}")
-        self.steerer, self.delta, self.config = steerer, float(delta), cfg
+        self.steerer, self.delta, self.config = steerer, check_delta(delta), cfg
         self.prosody = None
         if cfg.mode in ("prosody", "both"):
             if steerer.prosody is None:
