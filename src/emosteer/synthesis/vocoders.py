@@ -434,7 +434,7 @@ def describe_vocoder(vocoder: Vocoder) -> dict:
     out = {"class": type(vocoder).__name__, "sample_rate": vocoder.sample_rate,
            "hop_length": vocoder.hop_length, "frame_rate": vocoder.mel_config.frame_rate,
            "mel": vocoder.mel_config.__dict__.copy()}
-    if vocoder.origin:
+    if getattr(vocoder, "origin", None):
         out["origin"] = dict(vocoder.origin)
     if isinstance(vocoder, HiFiGAN):
         out["hifigan"] = vocoder.hifigan_config.__dict__.copy()
