@@ -171,7 +171,7 @@ def fidelity(ref16: np.ndarray, out: np.ndarray, sr: int, mel_cfg) -> dict[str, 
     res = {}
     mr = log_mel_spectrogram(resample(ref.astype(np.float32), SAMPLE_RATE, mel_cfg.sample_rate), mel_cfg)
     md = log_mel_spectrogram(resample(deg.astype(np.float32), SAMPLE_RATE, mel_cfg.sample_rate), mel_cfg)
-    res["mcd_db"] = mel_cepstral_distortion(mr, md)
+    res["mcd_db"] = mel_cepstral_distortion(mr, md, log=mel_cfg.log)
     try:
         res["pesq"] = float(pesq(PESQ_RATE, ref, deg, "wb"))
     except Exception as e:  # noqa: BLE001 - pesq raises its own bare classes (NoUtterancesError)

@@ -155,8 +155,11 @@ def collate_examples(items, gen: torch.Generator | None, in_rate: float, out_rat
             "lengths": torch.tensor([c[2] for c in crops])}
 
 
-def mel_cepstral_distortion(mel_a: np.ndarray, mel_b: np.ndarray, n_ceps: int = MCD_N_CEPS) -> float:
-    """Mean mel-cepstral distortion in dB between two natural-log mel spectrograms (n_mels, T).
+def mel_cepstral_distortion(mel_a: np.ndarray, mel_b: np.ndarray, n_ceps: int = MCD_N_CEPS,
+                            log: str = "ln") -> float:
+    """Mean mel-cepstral distortion in dB between two log-mel spectrograms (n_mels, T) in the
+    same base (`log` "ln" or "log10", MelConfig.log; log10 mels are converted to ln first, so
+    the dB scale is the same for every mel definition).
 
     Mel-cepstra are the orthonormal DCT-II of the log-mel frames (MFCC-style), c1..c_n_ceps,
     scaled as in Kubichek (1993): 10 / ln 10 * sqrt(2 * sum (c_a - c_b)^2), averaged over frames
@@ -165,6 +168,10 @@ def mel_cepstral_distortion(mel_a: np.ndarray, mel_b: np.ndarray, n_ceps: int = 
     from scipy.fft import dct
 
     a, b = np.asarray(mel_a, dtype=np.float64), np.asarray(mel_b, dtype=np.float64)
+    if log == "log10":
+        a, b = a * math.log(10.0), b * math.log(10.0)
+    elif log != "ln":
+        raise ConfigError(f"MCD: log {log!r}: expected 'ln' or 'log10'")
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
         raise ConfigError(f"MCD needs two (n_mels, T) arrays with equal n_mels, got {a.shape}, {b.shape}")
     t = min(a.shape[1], b.shape[1])
@@ -183,15 +190,16 @@ def evaluate_mcd(model: torch.nn.Module, examples) -> float:
         for e in examples:
             x = torch.from_numpy(e.frames.T[None].copy())
             p = torch.from_numpy(e.prosody[None].copy()) if model.config.use_prosody else None
-            scores.append(mel_cepstral_distortion(model(x, p)[0].numpy(), e.mel))
+            scores.append(mel_cepstral_distortion(model(x, p)[0].numpy(), e.mel,
+                                                  log=model.config.mel_config.log))
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def mean_mel_mcd(train_examples, examples) -> float:
+def mean_mel_mcd(train_examples, examples, log: str = "ln") -> float:
     """The baseline for `evaluate_mcd`: MCD of predicting the training set's average log-mel
     per band for every frame (what a mapper that ignores its input would score)."""
     if not train_examples or not examples:
         return float("nan")
     mean = np.mean(np.concatenate([e.mel for e in train_examples], axis=1), axis=1, keepdims=True)
-    return float(np.mean([mel_cepstral_distortion(np.repeat(mean, e.mel.shape[1], axis=1), e.mel)
-                          for e in examples]))
+    return float(np.mean([mel_cepstral_distortion(np.repeat(mean, e.mel.shape[1], axis=1), e.mel,
+                                                  log=log) for e in examples]))

@@ -14,6 +14,7 @@ multi-resolution term that rewards the right envelope), and spectral convergence
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,9 +256,10 @@ def _masked_l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Te
 
 
 def mapper_loss(pred: torch.Tensor, target: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, log: str = "ln") -> torch.Tensor:
     """L1 + multi-resolution L1 + spectral convergence on (B, n_mels, T); `mask` (B, T) marks
-    valid frames."""
+    valid frames; `log` is the mels' base (MelConfig.log), which the linear-magnitude term
+    undoes."""
     if pred.shape != target.shape:
         raise ConfigError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
     if mask is None:
@@ -272,8 +274,9 @@ def mapper_loss(pred: torch.Tensor, target: torch.Tensor,
         pp = F.avg_pool1d(pred * m, f) / pm.clamp_min(1e-6)
         tp = F.avg_pool1d(target * m, f) / pm.clamp_min(1e-6)
         loss = loss + _masked_l1(pp, tp, pm[:, 0] > 0)
-    lin_p = torch.exp(pred.clamp(max=MAX_LOG_MEL)) * m
-    lin_t = torch.exp(target) * m
+    to_ln = math.log(10.0) if log == "log10" else 1.0
+    lin_p = torch.exp((pred * to_ln).clamp(max=MAX_LOG_MEL)) * m
+    lin_t = torch.exp(target * to_ln) * m
     sc = torch.linalg.norm((lin_t - lin_p).flatten(1), dim=1) / torch.linalg.norm(
         lin_t.flatten(1), dim=1).clamp_min(1e-6)
     return loss + sc.mean()

@@ -38,7 +38,7 @@ from emosteer.training import TrainConfig, fit, split_by_speaker
 def _batch_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     config = getattr(model, "module", model).config  # DDP wraps the Mapper as .module
     pred = model(batch["x"], batch["prosody"] if config.use_prosody else None, batch["lengths"])
-    return mapper_loss(pred, batch["mel"], batch["mask"])
+    return mapper_loss(pred, batch["mel"], batch["mask"], log=config.mel_config.log)
 
 
 def train_mapper(examples, cfg: MapperConfig, out_dir: str | Path, *, train_cfg=None,
@@ -110,7 +110,7 @@ def train_mapper(examples, cfg: MapperConfig, out_dir: str | Path, *, train_cfg=
               "val_mcd_db": evaluate_mcd(model, val_set) if val_set else None,
               "test_speakers": sorted({e.speaker for e in test_examples}),
               "test_mcd_db": evaluate_mcd(model, test_examples) if test_examples else None,
-              "test_mean_mel_mcd_db": (mean_mel_mcd(train_set, test_examples)
+              "test_mean_mel_mcd_db": (mean_mel_mcd(train_set, test_examples, cfg.mel_config.log)
                                        if test_examples else None),
               "init": str(init) if init else None, "provenance": provenance()}
     write_json(out_dir / "train_report.json", report)
