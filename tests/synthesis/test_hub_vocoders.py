@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from emosteer.artifacts import config_from_dict, jsonable
 from emosteer.audio import save_audio
 from emosteer.errors import ArtifactError, ConfigError, EmosteerError
+from emosteer.steering.steer import Steerer
 from emosteer.synthesis.hub_vocoders import (
     HubVocoder,
     SpeechT5Vocoder,
@@ -381,6 +382,10 @@ def test_train_mapper_targets_the_vocoders_mels(tmp_path, tiny_model_dir, capsys
     saved = json.loads((tmp_path / "m" / "mapper.json").read_text())["mel"]
     assert config_from_dict(MelConfig, saved) == SPEECHT5_16K
     assert load_mapper(tmp_path / "m").config.mel == load_vocoder(tmp_path / "t5").mel_config
+    # the mapper remembers its vocoder, so the default "auto" finds it again when steering
+    assert load_mapper(tmp_path / "m").config.vocoder == str(tmp_path / "t5")
+    st = Steerer.from_artifacts(mapper=tmp_path / "m", model=str(tiny_model_dir))
+    assert isinstance(st.vocoder, SpeechT5Vocoder) and st.vocoder.name == str(tmp_path / "t5")
     assert main(base + ["--out", str(tmp_path / "m2"), "--mel", "ssl16k"]) == 2
     assert "--mel ssl16k" in capsys.readouterr().err
     with pytest.raises(EmosteerError):

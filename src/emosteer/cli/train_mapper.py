@@ -81,19 +81,18 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emosteer.synthesis.mel import HIFIGAN_22K, SSL_16K
-    from emosteer.synthesis.train import target_mel, train_mapper_on_corpus
+    from emosteer.synthesis.train import train_mapper_on_corpus
     from emosteer.training import TrainConfig
 
     train_cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
                             patience=args.patience, max_minutes=args.max_minutes, seed=args.seed,
                             grad_accum=args.grad_accum)
     named = {"hifigan22k": HIFIGAN_22K, "ssl16k": SSL_16K}[args.mel] if args.mel else None
-    mel = target_mel(named, args.vocoder, mel_name=f"--mel {args.mel}")
     report = train_mapper_on_corpus(
         args.out, args.model, args.layer, root=args.root, format=args.format,
         extra=args.extra_audio, speakers=parse_list(args.speakers),
         val_speakers=parse_list(args.val_speakers), test_speakers=parse_list(args.test_speakers),
-        mel=mel, init=args.init,
+        mel=named, vocoder=args.vocoder, mel_name=f"--mel {args.mel}", init=args.init,
         random_init=args.random_init, train_cfg=train_cfg, hidden=args.hidden,
         n_blocks=args.blocks, n_transformer_layers=args.transformer_layers,
         use_prosody=not args.no_prosody, device=args.device, bf16=args.bf16, force=args.force,

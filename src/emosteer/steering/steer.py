@@ -141,6 +141,8 @@ class Steerer:
             if not (model or ident.model):
                 raise ConfigError(f"{source} names no encoder: pass --model")
             encoder = ident.load((layer,), source=source, model=model, device=device, bf16=bf16)
+        if vocoder == "auto" and mp.config.vocoder:  # the vocoder the mapper was trained for
+            vocoder = mp.config.vocoder
         voc = load_vocoder(vocoder, device=device, mel_config=mp.config.mel) \
             if isinstance(vocoder, (str, Path)) else vocoder
         return cls(ax, encoder=encoder, mapper=mp, vocoder=voc, prosody=pdelta, bf16=bf16)

@@ -158,6 +158,7 @@ class HubVocoder(nn.Module):
 
     mel_config: MelConfig
     origin: dict | None = None
+    name: str = ""
 
     @property
     def sample_rate(self) -> int:

@@ -69,6 +69,7 @@ class MapperConfig:
     dropout: float = 0.0
     use_prosody: bool = True
     mel: MelConfig = HIFIGAN_22K  # the log-mel it emits (the vocoder's)
+    vocoder: str = ""  # the vocoder `mel` was taken from (train-mapper --vocoder), for "auto"
     emosteer_version: str = __version__
 
     def __post_init__(self) -> None:

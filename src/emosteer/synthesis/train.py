@@ -160,7 +160,7 @@ def train_mapper_on_corpus(out_dir: str | os.PathLike, model: str, layer: int = 
                            extra: str | os.PathLike | None = None,
                            speakers: Sequence[str] = (), val_speakers: Sequence[str] = (),
                            test_speakers: Sequence[str] = (), mel: MelConfig | None = None,
-                           vocoder: str | os.PathLike | None = None,
+                           vocoder: str | os.PathLike | None = None, mel_name: str | None = None,
                            init: str | os.PathLike | None = None, random_init: bool = False,
                            train_cfg: TrainConfig | None = None, hidden: int = 256,
                            n_blocks: int = 6, n_transformer_layers: int = 0,
@@ -170,8 +170,9 @@ def train_mapper_on_corpus(out_dir: str | os.PathLike, model: str, layer: int = 
     (`root` in `format`) and/or a directory of unlabelled `extra` audio; save it to OUT_DIR.
 
     The target mel is `mel`, or with `vocoder` (a registered name, hub id or directory, see
-    `load_vocoder`) exactly that vocoder's `mel_config` (`mel`, if also given, must equal it);
-    HIFIGAN_22K when neither is given.
+    `load_vocoder`) exactly that vocoder's `mel_config` (`mel`, if also given, must equal it,
+    `mel_name` naming it in the error); HIFIGAN_22K when neither is given. The mapper records
+    `vocoder`, which steering's "auto" then loads.
 
     Speakers are named as `emosteer.corpora.match_speakers` reads them: `speakers` (default:
     all but the test speakers) are trained and validated on, `val_speakers` (default: a
@@ -190,7 +191,7 @@ def train_mapper_on_corpus(out_dir: str | os.PathLike, model: str, layer: int = 
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: exists and is not a directory")
     refuse_overwrite(out_dir / WEIGHTS_FILE, force)
-    mel = target_mel(mel, vocoder)
+    mel = target_mel(mel, vocoder, mel_name)
     init_cfg = load_config(MapperConfig, Path(init) / CONFIG_FILE) if init else None
     if init_cfg is not None and (init_cfg.layer != layer or init_cfg.mel_config != mel):
         raise ConfigError(f"--init {init}: trained on layer {init_cfg.layer} with "
@@ -227,7 +228,8 @@ def train_mapper_on_corpus(out_dir: str | os.PathLike, model: str, layer: int = 
         cfg = MapperConfig.for_mel(mel, in_dim=ec.hidden_size, encoder=ec.identity(),
                                    layer=layer, in_rate=ec.frame_rate, hidden=hidden,
                                    n_blocks=n_blocks, n_transformer_layers=n_transformer_layers,
-                                   use_prosody=use_prosody)
+                                   use_prosody=use_prosody,
+                                   vocoder="" if vocoder is None else str(vocoder))
     if force and dist.is_main and (out_dir / "checkpoint").exists():
         shutil.rmtree(out_dir / "checkpoint")
     dist.barrier()

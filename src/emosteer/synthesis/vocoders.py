@@ -71,6 +71,7 @@ class Vocoder:
 
     mel_config: MelConfig
     origin: dict | None = None  # where packaged weights come from (see PACKAGED_VOCODERS)
+    name: str = ""  # the name or path load_vocoder resolved ("auto" becomes what it chose)
 
     @property
     def sample_rate(self) -> int:
@@ -425,6 +426,7 @@ def load_vocoder(name_or_path: str | os.PathLike, device: str = "cpu",
                                 f"{', '.join(available_vocoders())}, or a directory")
     if mel_config is not None and vocoder.mel_config != mel_config:
         raise ConfigError(f"{key}: vocoder expects mels {vocoder.mel_config}, not {mel_config}")
+    vocoder.name = default_vocoder_name(mel_config) if key == AUTO else key  # what reports say
     return vocoder
 
 

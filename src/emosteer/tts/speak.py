@@ -179,7 +179,7 @@ def _tts_config(cfg: SpeakConfig, settings: dict, delta: float, steerer: Steerer
         **settings, delta=delta, mode=cfg.mode, axis_source=axis_source,
         layer=steerer.axis.config.layer if latent else None,
         model=steerer.encoder.config.model if latent else None,
-        mapper=str(mapper) if latent else None, vocoder=cfg.vocoder if latent else None,
+        mapper=str(mapper) if latent else None, vocoder=(steerer.vocoder.name or cfg.vocoder) if latent else None,
         prosody=prosody if cfg.mode != "latent" else None, sample_rate=out_sr)
 
 
