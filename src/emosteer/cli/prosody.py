@@ -2,8 +2,9 @@
 
     emosteer prosody measure FILES... [--json]
     emosteer prosody learn CORPUS --format ravdess --source calm --target angry --out DELTA.json \
-        [--speakers ravdess_01,ravdess_02]
-    emosteer prosody apply IN.wav --delta-file DELTA.json --scale 1 --out OUT.wav [--preserve-level]
+        [--speakers ravdess_01,ravdess_02] [--components f0,range,contour] [--cache-dir DIR]
+    emosteer prosody apply IN.wav --delta-file DELTA.json --scale 1 --out OUT.wav [--preserve-level] \
+        [--without mcep,pauses]
 
 `measure` reports and skips files it cannot read, and exits 1 if any was skipped.
 """
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from emosteer.artifacts import provenance, refuse_overwrite, write_json
+from emosteer.audio import clipping_summary
 from emosteer.cli._common import add_force, parse_list
 from emosteer.errors import AudioError, ConfigError, CorpusError
 
@@ -27,7 +29,7 @@ def register(subparsers) -> None:
     from emosteer.corpora.formats import FORMATS
 
     p = subparsers.add_parser(
-        "prosody", help="measure, learn and apply prosody (F0, effort, level, rate)",
+        "prosody", help="measure, learn and apply prosody (F0, contour, effort, envelope, level, rate)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="prosody_command", metavar="ACTION", required=True)
 
@@ -43,6 +45,11 @@ def register(subparsers) -> None:
     learn.add_argument("--target", required=True, help="target emotion, e.g. angry")
     learn.add_argument("--speakers", default=None,
                        help="speakers to learn from, e.g. 'ravdess_01,02' or '01-06' (default: all)")
+    learn.add_argument("--components", default="all",
+                       help="comma list of what to learn, of: f0, range, tilt, energy, rate, "
+                            "contour, dynamics, mcep, aperiodicity, pauses (default: all)")
+    learn.add_argument("--cache-dir", type=Path, default=None,
+                       help="keep each clip's analysis here, so a rerun skips it")
     learn.add_argument("--out", required=True, type=Path, help="output DELTA.json")
     add_force(learn)
     learn.set_defaults(func=run_learn)
@@ -54,6 +61,8 @@ def register(subparsers) -> None:
                    help="multiple of the delta: 1 = target, 0 = resynthesis, -1 = opposite")
     a.add_argument("--preserve-level", action="store_true",
                    help="keep the input's loudness instead of applying the delta's level change")
+    a.add_argument("--without", default=None,
+                   help="comma list of the delta's components to leave out, e.g. 'mcep,pauses'")
     a.add_argument("--out", required=True, type=Path, help="output audio (.wav/.flac)")
     add_force(a)
     a.set_defaults(func=run_apply)
@@ -89,13 +98,18 @@ def run_measure(args) -> int:
     return 1 if failed else 0
 
 
+@clipping_summary()  # one line for all clipping files, not one per file
 def run_learn(args) -> int:
     from emosteer.corpora.formats import match_speakers, normalize_emotion, scan_corpus
-    from emosteer.prosody.world import learn_prosody_delta
+    from emosteer.prosody.world import learn_prosody_delta, parse_components
 
     source, target = normalize_emotion(args.source), normalize_emotion(args.target)
     if source == target:
         raise ConfigError(f"--source and --target are both {source!r}")
+    try:
+        components = parse_components(args.components)
+    except ConfigError as e:
+        raise ConfigError(f"--components {args.components}: {e}") from e
     refuse_overwrite(args.out, args.force)
     utts = [u for u in scan_corpus(args.corpus, args.format) if u.emotion in (source, target)]
     if args.speakers:
@@ -104,19 +118,18 @@ def run_learn(args) -> int:
     if not utts:
         raise CorpusError(f"{args.corpus}: no {source!r} or {target!r} clips")
     delta = learn_prosody_delta([u.path for u in utts], [u.speaker for u in utts],
-                                [u.emotion for u in utts], source, target, progress=True)
+                                [u.emotion for u in utts], source, target, progress=True,
+                                components=components, cache_dir=args.cache_dir)
     delta.save(args.out)
     write_json(args.out.with_suffix(".provenance.json"),
                provenance(corpus=str(args.corpus), format=args.format))
-    log.info("f0 %+.2f st, range x%.2f, effort %+.2f dB, level %+.2f dB, rate x%.2f "
-             "(%d speakers) -> %s", delta.f0_shift_st, delta.f0_range_ratio, delta.tilt_db,
-             delta.energy_db, delta.rate_ratio, len(delta.speakers), args.out)
+    log.info("%s (%d speakers) -> %s", delta.summary(), len(delta.speakers), args.out)
     return 0
 
 
 def run_apply(args) -> int:
     from emosteer.audio import audio_info, load_audio, save_audio
-    from emosteer.prosody.world import ProsodyDelta, apply_prosody
+    from emosteer.prosody.world import ProsodyDelta, apply_prosody, parse_components
 
     if not math.isfinite(args.scale):
         raise ConfigError(f"--scale {args.scale}: expected a finite number")
@@ -124,6 +137,11 @@ def run_apply(args) -> int:
         raise ConfigError(f"--out {args.out}: unsupported output format (use .wav or .flac)")
     refuse_overwrite(args.out, args.force)
     delta = ProsodyDelta.load(args.delta_file)
+    if args.without:
+        try:
+            delta = delta.without(*parse_components(args.without))
+        except ConfigError as e:
+            raise ConfigError(f"--without {args.without}: {e}") from e
     sr, _, _ = audio_info(args.input)  # WORLD works at any rate: keep the input's
     wav = load_audio(args.input, sr)
     out = apply_prosody(wav, sr, delta, args.scale, preserve_level=args.preserve_level)
