@@ -12,6 +12,7 @@ streams long files (an hour or more) with memory bounded by the chunk size.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -54,6 +55,10 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # what corpora scans and the
 # soundfile raises LibsndfileError (a RuntimeError) for bad files; its Python-side header
 # parsing can also raise these for garbage input.
 _DECODE_ERRORS = (RuntimeError, TypeError, ValueError, EOFError, OverflowError, MemoryError)
+# What libsndfile says about a file it has no decoder for. check_readable has made sure the file
+# exists and is regular, so its "does not exist ... (possibly a pipe?)" only misleads.
+_UNKNOWN_FORMAT = ("Format not recognised", "possibly a pipe", "not a regular file")
+CLIPPED_LISTED = 5  # the worst clipping files named in a run's summary line; the rest counted
 
 
 def _native(path: Path) -> bool:
@@ -67,32 +72,60 @@ def _open_error(path: Path, e: BaseException) -> AudioError:
     text = str(e).strip() or type(e).__name__
     if isinstance(e, PermissionError) or "Permission denied" in text:
         return AudioError(f"{path}: permission denied")
+    if any(s in text for s in _UNKNOWN_FORMAT):
+        return AudioError(f"{path}: not a readable audio file (not an audio file, or a format "
+                          "this build cannot decode)")
     return AudioError(f"{path}: not a readable audio file ({text})")
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
-    """Decode the whole file as float32 (T, C)."""
+def _too_long(path: Path, frames: int, sr: int, max_seconds: float) -> AudioError:
+    return AudioError(f"{path}: {frames / sr:.1f} s is over the {max_seconds:g} s limit")
+
+
+def _read(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode the file as float32 (T, C). With `max_seconds`, a header announcing more is
+    refused before anything is decoded, and at most that much (plus one sample, to tell an
+    over-long file whose header lies) is decoded: memory stays bounded by the limit, not by
+    what a small, highly compressed file expands to."""
     import soundfile as sf
 
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(sr)
+        with sf.SoundFile(str(path)) as f:
+            sr, limit = int(f.samplerate), -1
+            if max_seconds is not None:
+                _check_rate(path, sr)  # the limit in samples is only as sane as the rate
+                if f.frames > max_seconds * sr:
+                    raise _too_long(path, f.frames, sr, max_seconds)
+                limit = int(max_seconds * sr) + 1
+            data = f.read(limit, dtype="float32", always_2d=True)
     except _DECODE_ERRORS as e:
         if _native(path):
             raise _open_error(path, e) from e
         sf_error = e
+    else:
+        if max_seconds is not None and data.shape[0] > max_seconds * sr:
+            raise _too_long(path, data.shape[0], sr, max_seconds)
+        return data, sr
     try:
         import librosa
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            y, sr = librosa.load(str(path), sr=None, mono=False)
+            # audioread streams: `duration` stops decoding there (one second more, to tell an
+            # over-long file), so memory is bounded here too.
+            y, sr = librosa.load(str(path), sr=None, mono=False,
+                                 duration=None if max_seconds is None else max_seconds + 1.0)
     except Exception as e:  # noqa: BLE001 - audioread backends raise anything; all mean "not audio"
         raise _open_error(path, sf_error) from e
-    return np.atleast_2d(y).T.astype(np.float32), int(sr)
+    data = np.atleast_2d(y).T.astype(np.float32)
+    if max_seconds is not None and data.shape[0] > max_seconds * sr:
+        raise _too_long(path, data.shape[0], int(sr), max_seconds)
+    return data, int(sr)
 
 
-def _check_path(path: Path) -> None:
+def check_readable(path: Path) -> None:
+    """AudioError unless `path` is an existing, readable, non-empty regular file (its contents
+    are not looked at): cheap enough to run before anything slow, such as loading models."""
     try:
         if not path.exists():
             raise AudioError(f"{path}: file not found")
@@ -139,7 +172,51 @@ def _check_level(source: object, peak: float) -> None:
     if peak < SILENCE_PEAK:
         raise AudioError(f"{source}: all silent (peak {peak:.2e}, below {SILENCE_PEAK:g})")
     if peak >= CLIP_LEVEL:
-        log.warning("%s: audio clips (peak %.3f); continuing", source, peak)
+        # The extras let a ClippingSummary (a batch command's) hold this back and count it.
+        log.warning("%s: audio clips (peak %.3f); continuing", source, peak,
+                    extra={"clip_source": str(source), "clip_peak": peak})
+
+
+class ClippingSummary(logging.Filter):
+    """Holds back the per-file "audio clips" warnings while installed on this module's logger
+    (by `clipping_summary`), keeping each file's worst peak for one summary line: a corpus
+    with hundreds of clipped clips otherwise buries every other message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peaks: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        source = getattr(record, "clip_source", None)
+        if source is None:
+            return True
+        self.peaks[source] = max(self.peaks.get(source, 0.0), float(record.clip_peak))
+        return False
+
+    def line(self) -> str:
+        worst = sorted(self.peaks.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{s} (peak {p:.3f})" for s, p in worst[:CLIPPED_LISTED])
+        more = f" and {len(worst) - CLIPPED_LISTED} more" if len(worst) > CLIPPED_LISTED else ""
+        return (f"{len(worst)} file(s) clip (peak >= {CLIP_LEVEL}), used as they are; worst: "
+                f"{shown}{more}")
+
+
+@contextlib.contextmanager
+def clipping_summary() -> Iterator[ClippingSummary]:
+    """Around a batch command's loop (also as a decorator): one summary line for all clipping
+    files at the end instead of a warning per file. Nested uses share the outermost one."""
+    active = next((f for f in log.filters if isinstance(f, ClippingSummary)), None)
+    if active is not None:
+        yield active
+        return
+    summary = ClippingSummary()
+    log.addFilter(summary)
+    try:
+        yield summary
+    finally:
+        log.removeFilter(summary)
+        if summary.peaks:
+            log.warning("%s", summary.line())
 
 
 def validate_audio(wav: np.ndarray, source: str | os.PathLike = "<array>",
@@ -158,14 +235,16 @@ def validate_audio(wav: np.ndarray, source: str | os.PathLike = "<array>",
     return wav
 
 
-def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, validate: bool = True) -> np.ndarray:
+def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, validate: bool = True,
+               max_seconds: float | None = None) -> np.ndarray:
     """Read an audio file as mono float32 at `sr` Hz, shape (T,).
 
     Raises AudioError (naming the file) when it is missing, unreadable, not audio, empty, or
-    (with `validate`) shorter than one model frame, all silent or non-finite."""
+    (with `validate`) shorter than one model frame, all silent or non-finite. With
+    `max_seconds`, a longer file is refused from its header, before it is decoded."""
     path = Path(path)
-    _check_path(path)
-    data, file_sr = _read(path)
+    check_readable(path)
+    data, file_sr = _read(path, max_seconds)
     _check_rate(path, file_sr)
     if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioError(f"{path}: contains no samples")
@@ -183,7 +262,7 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     import soundfile as sf
 
     path = Path(path)
-    _check_path(path)
+    check_readable(path)
     try:
         info = sf.info(str(path))
     except _DECODE_ERRORS as e:
@@ -237,7 +316,7 @@ def iter_audio_chunks(path: str | os.PathLike, chunk_seconds: float = 30.0, sr: 
     if chunk <= 0 or overlap < 0:
         raise ConfigError(f"{path}: chunk_seconds must be > 0 and overlap_seconds >= 0 "
                           f"(got {chunk_seconds}, {overlap_seconds})")
-    _check_path(path)
+    check_readable(path)
     import soxr
 
     stream = None
