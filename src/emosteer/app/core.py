@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from emosteer import __version__
-from emosteer.audio import SAMPLE_RATE, load_audio, resample
+from emosteer.audio import SAMPLE_RATE, audio_info, load_audio, resample
+from emosteer.bank.bank import EmotionBank
 from emosteer.errors import AudioError, ConfigError, EmosteerError
 from emosteer.steering.steer import MODES, SteerConfig, Steerer
 from emosteer.tts.backends import load_voice, synthesize_long
@@ -47,6 +48,7 @@ AXIS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_DELTA = 1.0  # the slider's range; larger pushes leave the region the mapper was trained on
 MAX_TTS_CHARS = 1000  # about a minute of speech at Piper's rate, the same as the duration cap
 BYTES_PER_MB = 1024 * 1024
+DECODED_BYTES_PER_SAMPLE = 4  # float32, what the decoder expands every channel's samples to
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class AppConfig:
 
     max_upload_mb: float = 20.0  # a minute of 16-bit 48 kHz stereo WAV is about 11 MB
     max_seconds: float = 60.0  # bounds one request's compute; long inputs are steered in chunks
+    # Bounds what an upload may expand to when decoded (all channels, float32): a few MB of
+    # FLAC silence can announce hours of 6-channel 96 kHz audio, i.e. gigabytes. 256 MB holds
+    # a minute of 8-channel 96 kHz audio.
+    max_decoded_mb: float = 256.0
     concurrency: int = 2  # requests steered at once; the rest wait in the queue
     queue_size: int = 32  # beyond this a request is turned away instead of waiting
     vocoder: str = "auto"
@@ -65,8 +71,8 @@ class AppConfig:
     emosteer_version: str = __version__
 
     def __post_init__(self) -> None:
-        if not (self.max_upload_mb > 0 and self.max_seconds > 0):
-            raise ConfigError("--max-upload-mb and --max-seconds must be positive")
+        if not (self.max_upload_mb > 0 and self.max_seconds > 0 and self.max_decoded_mb > 0):
+            raise ConfigError("--max-upload-mb, --max-seconds and max_decoded_mb must be positive")
         if self.concurrency < 1 or self.queue_size < 1:
             raise ConfigError("concurrency and queue size must be at least 1")
 
@@ -76,6 +82,7 @@ class AxisEntry:
     name: str
     axis_dir: Path
     mapper_dir: Path | None  # None: only the prosody path is available
+    label: str = ""  # what a page shows ("BANK: calm → sad" for a bank's emotion); "": name
 
 
 @dataclass(frozen=True)
@@ -94,12 +101,14 @@ def check_name(name: str, what: str = "axis name") -> str:
     return name
 
 
-def parse_axis_specs(runs: list[str | Path], specs: list[str]) -> dict[str, AxisEntry]:
-    """`--run DIR` (name: the directory's name; axis DIR/axis, mapper DIR/mapper) and
-    `--axis NAME=DIR` (mapper: DIR/../mapper if present) -> name -> AxisEntry."""
+def parse_axis_specs(runs: list[str | Path], specs: list[str],
+                     banks: list[str] = ()) -> dict[str, AxisEntry]:
+    """`--run DIR` (name: the directory's name; axis DIR/axis, mapper DIR/mapper),
+    `--axis NAME=DIR` (mapper: DIR/../mapper if present) and `--bank NAME=DIR` (one entry
+    NAME.<emotion> per emotion of the bank, mapper DIR/../mapper) -> name -> AxisEntry."""
     table: dict[str, AxisEntry] = {}
 
-    def add(name: str, axis_dir: Path, mapper_dir: Path) -> None:
+    def add(name: str, axis_dir: Path, mapper_dir: Path, label: str = "") -> None:
         check_name(name)
         if name in table:
             raise ConfigError(f"axis name {name!r} is given twice")
@@ -107,7 +116,7 @@ def parse_axis_specs(runs: list[str | Path], specs: list[str]) -> dict[str, Axis
             raise ConfigError(f"{axis_dir}: not an axis directory (no axis.json)")
         table[name] = AxisEntry(name, axis_dir.resolve(),
                                 mapper_dir.resolve() if (mapper_dir / "mapper.json").is_file()
-                                else None)
+                                else None, label)
 
     for run in runs:
         run = Path(run)
@@ -117,8 +126,17 @@ def parse_axis_specs(runs: list[str | Path], specs: list[str]) -> dict[str, Axis
         if not sep or not path:
             raise ConfigError(f"--axis {spec!r}: expected NAME=DIR")
         add(name, Path(path), Path(path).parent / "mapper")
+    for spec in banks:
+        name, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--bank {spec!r}: expected NAME=DIR")
+        check_name(name, "bank name")
+        bank = EmotionBank.load(path)
+        for emotion in bank.emotions:
+            add(f"{name}.{emotion}", Path(path) / emotion, Path(path).parent / "mapper",
+                f"{name}: {bank.reference} → {emotion}")
     if not table:
-        raise ConfigError("no axes: give --run DIR and/or --axis NAME=DIR")
+        raise ConfigError("no axes: give --run DIR, --axis NAME=DIR and/or --bank NAME=DIR")
     return table
 
 
@@ -142,7 +160,23 @@ def validate_upload(path: str | Path | None, cfg: AppConfig, roots: tuple[Path, 
         raise AudioError(f"{label} {shown}: {size / BYTES_PER_MB:.1f} MB is over the "
                          f"{cfg.max_upload_mb:g} MB limit")
     try:
-        wav = load_audio(resolved, SAMPLE_RATE)
+        # The header first: duration and decoded size are refused before anything is decoded.
+        # A format libsndfile cannot parse has no header here; load_audio's max_seconds still
+        # stops its decoder at the limit.
+        try:
+            file_sr, frames, channels = audio_info(resolved)
+        except AudioError:
+            file_sr = 0
+        if file_sr > 0:
+            if frames / file_sr > cfg.max_seconds:
+                raise AudioError(f"{label} {shown}: {frames / file_sr:.1f} s is over the "
+                                 f"{cfg.max_seconds:g} s limit")
+            decoded = frames * channels * DECODED_BYTES_PER_SAMPLE
+            if decoded > cfg.max_decoded_mb * BYTES_PER_MB:
+                raise AudioError(f"{label} {shown}: decodes to {decoded / BYTES_PER_MB:.0f} MB "
+                                 f"({channels} channels at {file_sr} Hz), over the "
+                                 f"{cfg.max_decoded_mb:g} MB limit")
+        wav = load_audio(resolved, SAMPLE_RATE, max_seconds=cfg.max_seconds)
     except AudioError as e:
         raise AudioError(str(e).replace(str(resolved), shown).replace(str(path), shown)) from e
     seconds = wav.shape[0] / SAMPLE_RATE
