@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from emosteer.errors import ConfigError
+from emosteer.precision import BF16_MODES, check_mode, default_mode, resolve_bf16
 
 
 def parse_layers(text: str) -> tuple[int, ...]:
@@ -50,9 +51,69 @@ def add_force(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
 
 
+DEFAULT_DEVICE = "cpu"
+
+
+class _AutoDefault(str):
+    """The --bf16 default: argparse converts a str default through `type` once parsing has
+    ended, and only while it is still the default, i.e. neither --bf16 nor --device was given
+    (both resolve it themselves): then the device is DEFAULT_DEVICE."""
+
+
+def _bf16_type(text: str):
+    if isinstance(text, _AutoDefault):
+        return resolve_bf16(default_mode(), DEFAULT_DEVICE)
+    try:
+        return check_mode(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+class _DeviceAction(argparse.Action):
+    """--device, and args.bf16 resolved again for it (a --bf16 before --device saw the default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.device = values
+        namespace.bf16 = resolve_bf16(namespace.bf16_mode, values, notify=False)
+
+
+class _Bf16Action(argparse.Action):
+    """--bf16 [auto|on|off]: args.bf16_mode keeps the mode, args.bf16 becomes the bool that the
+    library takes, for the device given so far (a later --device resolves it again). 'on' that
+    falls back to fp32 says so once the command runs, when the device is final."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.bf16_mode = values
+        namespace.bf16 = resolve_bf16(values, namespace.device, notify=False)
+        func = getattr(namespace, "func", None)
+        if values == "on" and func is not None and not isinstance(func, _NoticeFirst):
+            namespace.func = _NoticeFirst(func)
+
+
+class _NoticeFirst:
+    """Wraps a command's `run`: logs resolve_bf16's fp32 notice for the final --device first."""
+
+    def __init__(self, func):
+        self.func = func
+
+    def __call__(self, args):
+        resolve_bf16(args.bf16_mode, args.device)
+        return self.func(args)
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the models")
+    """--device and --bf16. args.bf16 is a bool: bf16 only where the device runs it natively
+    (emosteer.precision); args.bf16_mode is what was asked for."""
+    p.add_argument("--device", default=DEFAULT_DEVICE, action=_DeviceAction,
+                   help=f"torch device: cpu, cuda, cuda:1 (default {DEFAULT_DEVICE})")
+    p.add_argument("--bf16", nargs="?", const="on", default=_AutoDefault("auto"),
+                   type=_bf16_type, choices=BF16_MODES, action=_Bf16Action,
+                   help="bf16 autocast for the models: auto (default) where the device runs bf16 "
+                        "natively (CPUs with AVX512_BF16 or AMX, CUDA compute capability 8.0+), "
+                        "else fp32, which is faster there; on: the same, with a notice when it "
+                        "falls back; off: fp32. A bare --bf16 means on (give the value when a "
+                        "positional argument follows). EMOSTEER_BF16 sets the default")
+    p.set_defaults(bf16_mode=default_mode())
 
 
 class LazyChoices:
