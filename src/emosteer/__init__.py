@@ -2,8 +2,8 @@
 
 The method, in its own verbs: `scan_corpus` -> `load_encoder` -> `extract_store` -> `build_axis` (plus
 `learn_prosody_delta`) -> `train_mapper_on_corpus` -> `Steerer.from_artifacts(...).steer(wav, delta)`.
-Subpackages, one per stage: corpora, embeddings, axes, prosody, synthesis, steering, tts,
-evaluation, report, pipeline, app, study, cli.
+Subpackages, one per stage: corpora, embeddings, axes, prosody, bank, synthesis, steering,
+tts, evaluation, report, pipeline, app, study, cli.
 
 The face is lazy (PEP 562): `import emosteer` imports no torch; each name loads its
 subpackage on first use.
@@ -26,6 +26,8 @@ _LAZY = {
     "EmotionAxis": "emosteer.axes",
     "learn_prosody_delta": "emosteer.prosody",
     "ProsodyDelta": "emosteer.prosody",
+    "build_bank": "emosteer.bank",
+    "EmotionBank": "emosteer.bank",
     "train_mapper": "emosteer.synthesis",
     "train_mapper_on_corpus": "emosteer.synthesis",
     "load_mapper": "emosteer.synthesis",

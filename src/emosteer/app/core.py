@@ -29,6 +29,7 @@ import numpy as np
 
 from emosteer import __version__
 from emosteer.audio import SAMPLE_RATE, audio_info, load_audio, resample
+from emosteer.bank.bank import EmotionBank
 from emosteer.errors import AudioError, ConfigError, EmosteerError
 from emosteer.steering.steer import MODES, SteerConfig, Steerer
 from emosteer.tts.backends import load_voice, synthesize_long
@@ -81,6 +82,7 @@ class AxisEntry:
     name: str
     axis_dir: Path
     mapper_dir: Path | None  # None: only the prosody path is available
+    label: str = ""  # what a page shows ("BANK: calm → sad" for a bank's emotion); "": name
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,14 @@ def check_name(name: str, what: str = "axis name") -> str:
     return name
 
 
-def parse_axis_specs(runs: list[str | Path], specs: list[str]) -> dict[str, AxisEntry]:
-    """`--run DIR` (name: the directory's name; axis DIR/axis, mapper DIR/mapper) and
-    `--axis NAME=DIR` (mapper: DIR/../mapper if present) -> name -> AxisEntry."""
+def parse_axis_specs(runs: list[str | Path], specs: list[str],
+                     banks: list[str] = ()) -> dict[str, AxisEntry]:
+    """`--run DIR` (name: the directory's name; axis DIR/axis, mapper DIR/mapper),
+    `--axis NAME=DIR` (mapper: DIR/../mapper if present) and `--bank NAME=DIR` (one entry
+    NAME.<emotion> per emotion of the bank, mapper DIR/../mapper) -> name -> AxisEntry."""
     table: dict[str, AxisEntry] = {}
 
-    def add(name: str, axis_dir: Path, mapper_dir: Path) -> None:
+    def add(name: str, axis_dir: Path, mapper_dir: Path, label: str = "") -> None:
         check_name(name)
         if name in table:
             raise ConfigError(f"axis name {name!r} is given twice")
@@ -112,7 +116,7 @@ def parse_axis_specs(runs: list[str | Path], specs: list[str]) -> dict[str, Axis
             raise ConfigError(f"{axis_dir}: not an axis directory (no axis.json)")
         table[name] = AxisEntry(name, axis_dir.resolve(),
                                 mapper_dir.resolve() if (mapper_dir / "mapper.json").is_file()
-                                else None)
+                                else None, label)
 
     for run in runs:
         run = Path(run)
@@ -122,8 +126,17 @@ def parse_axis_specs(runs: list[str | Path], specs: list[str]) -> dict[str, Axis
         if not sep or not path:
             raise ConfigError(f"--axis {spec!r}: expected NAME=DIR")
         add(name, Path(path), Path(path).parent / "mapper")
+    for spec in banks:
+        name, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--bank {spec!r}: expected NAME=DIR")
+        check_name(name, "bank name")
+        bank = EmotionBank.load(path)
+        for emotion in bank.emotions:
+            add(f"{name}.{emotion}", Path(path) / emotion, Path(path).parent / "mapper",
+                f"{name}: {bank.reference} → {emotion}")
     if not table:
-        raise ConfigError("no axes: give --run DIR and/or --axis NAME=DIR")
+        raise ConfigError("no axes: give --run DIR, --axis NAME=DIR and/or --bank NAME=DIR")
     return table
 
 

@@ -7,6 +7,10 @@
 
 One target writes one axis directory (axis.safetensors + axis.json) at --out. Several targets
 write a directory of axes, --out/<target>/, plus --out/axes.json listing them.
+
+From a store that knows each clip's audio (an extracted store, not an import), each axis
+directory also gets prosody.json, the source->target ProsodyDelta learned from the axis's own
+speakers, so `steer --mode prosody --axis AXIS` works at once; --no-prosody skips it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from emosteer.artifacts import refuse_overwrite, write_json
+from emosteer.artifacts import refuse_overwrite
+from emosteer.bank.build import build_axis_dirs
 from emosteer.cli._common import add_force, parse_list
 from emosteer.errors import ArtifactError, ConfigError
-
-INDEX_JSON = "axes.json"
 
 
 def register(subparsers) -> None:
@@ -48,6 +51,9 @@ def register(subparsers) -> None:
     p.add_argument("--calibration", type=float, default=None,
                    help="--from-npy: shift along the axis that delta=1 means "
                         "(default: the vector's norm, i.e. delta=1 adds the vector)")
+    p.add_argument("--no-prosody", action="store_true",
+                   help="do not learn the source->target prosody delta (AXIS/prosody.json) "
+                        "from the store's audio")
     p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     add_force(p)
     p.set_defaults(func=run)
@@ -84,42 +90,14 @@ def _wrap(args, targets: tuple[str, ...]) -> list[dict]:
 
 
 def _from_store(args, targets: tuple[str, ...]) -> list[dict]:
-    from emosteer.axes import build_axis, holdout_auc
-    from emosteer.embeddings.store import EmbeddingStore
-
     if args.calibration is not None or args.model:
         raise ConfigError("--model/--calibration only apply with --from-npy")
-    holdout = parse_list(args.holdout_speakers)
-    outs = [args.out] if len(targets) == 1 else [args.out / t for t in targets]
-    for o in outs:
-        refuse_overwrite(o, args.force)
-    store = EmbeddingStore.open(args.store)
-    if args.layer not in tuple(store.layers):
-        raise ConfigError(f"--layer {args.layer}: not in {args.store} "
-                          f"(layers: {list(store.layers)})")
-    X = store.pooled(args.layer)
-    speakers = store.labels("speaker")
-    emotions = store.labels("emotion")
-    results = []
-    for target, out in zip(targets, outs, strict=True):
-        axis = build_axis(store, args.layer, args.source, target,
-                          normalize_per_speaker=args.normalize_per_speaker,
-                          exclude_speakers=holdout)
-        entry = {"source": args.source, "target": target, "out": str(out)}
-        if holdout or args.loso:
-            entry["holdout"] = holdout_auc(X, speakers, emotions, args.source, target,
-                                           holdout or None, args.normalize_per_speaker)
-            axis.diagnostics["holdout"] = entry["holdout"]
-        entry.update(config=axis.config, diagnostics=axis.diagnostics)
-        results.append((axis, entry))
-    # Save only once every axis computed, so a bad target leaves no partial directory behind.
-    for axis, entry in results:
-        axis.save(entry["out"])
-    if len(targets) > 1:
-        write_json(args.out / INDEX_JSON, {"layer": args.layer, "source": args.source,
-                                           "targets": list(targets),
-                                           "axes": {t: t for t in targets}})
-    return [entry for _, entry in results]
+    results = build_axis_dirs(args.store, args.layer, args.source, targets, args.out,
+                              force=args.force,
+                              holdout_speakers=parse_list(args.holdout_speakers),
+                              loso=args.loso, normalize_per_speaker=args.normalize_per_speaker,
+                              prosody=not args.no_prosody, progress=True)
+    return [r.report() for r in results]
 
 
 def _print_human(results: list[dict]) -> None:
@@ -136,6 +114,10 @@ def _print_human(results: list[dict]) -> None:
             print(f"  {h['scheme']} AUC on {len(h['test_speakers'])} unseen speaker(s), "
                   f"{h['n_test']} clips: raw={h['auc_raw']:.4f} "
                   f"speaker-centred={h['auc_centred']:.4f}")
+        if r.get("prosody"):
+            print(f"  prosody: saved {r['prosody']} (steer --mode prosody/both --axis uses it)")
+        elif "prosody_note" in r:
+            print(f"  prosody: none ({r['prosody_note']})")
 
 
 def run(args) -> int:

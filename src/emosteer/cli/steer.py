@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from emosteer.bank.bank import bank_steerer
 from emosteer.cli._common import add_device, add_force, parse_floats
 from emosteer.errors import ConfigError
 
@@ -26,6 +27,10 @@ def add_steering_arguments(p: argparse.ArgumentParser) -> None:
                         "griffinlim), hifigan-universal, griffinlim, a jik876 HiFi-GAN "
                         "directory or a safetensors export")
     p.add_argument("--prosody", help="ProsodyDelta JSON (default: AXIS/prosody.json)")
+    p.add_argument("--bank", help="an emotion bank (`emosteer bank`): the axis and prosody are "
+                                  "its --emotion's, instead of --axis/--prosody")
+    p.add_argument("--emotion", help="with --bank: an emotion or a weighted mix, e.g. 'sad' or "
+                                     "'happy:0.5,surprise:0.5'")
     p.add_argument("--model", help="override the encoder checkpoint (hub id or directory)")
     p.add_argument("--mode", choices=("latent", "prosody", "both"), default="latent")
     p.add_argument("--frames", choices=("all", "voiced"), default="all",
@@ -44,10 +49,15 @@ def add_steering_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_artifacts(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """(axis, mapper) directories; the axis is None with --bank, which brings its own."""
+    if (args.bank is None) != (args.emotion is None):
+        raise ConfigError("--bank and --emotion go together")
+    if args.bank and (args.axis or args.prosody):
+        raise ConfigError("--bank brings the axis and prosody: drop --axis/--prosody")
     run = Path(args.run)
-    axis = Path(args.axis) if args.axis else run / "axis"
+    axis = None if args.bank else Path(args.axis) if args.axis else run / "axis"
     mapper = Path(args.mapper) if args.mapper else run / "mapper"
-    if not axis.exists():
+    if axis is not None and not axis.exists():
         raise ConfigError(f"{axis}: no axis here; give --axis (or run `make demo` first)")
     if args.mode != "prosody" and not mapper.exists():
         raise ConfigError(f"{mapper}: no mapper here; give --mapper (or run `make demo` first)")
@@ -58,9 +68,11 @@ def load_from_args(args: argparse.Namespace):
     from emosteer.steering.steer import Steerer
 
     axis, mapper = resolve_artifacts(args)
-    return Steerer.from_artifacts(axis=axis, mapper=mapper, vocoder=args.vocoder,
-                                  prosody=args.prosody, model=args.model, mode=args.mode,
-                                  device=args.device, bf16=args.bf16)
+    parts = dict(mapper=mapper, vocoder=args.vocoder, model=args.model, mode=args.mode,
+                 device=args.device, bf16=args.bf16)
+    if args.bank:  # the bank and the mix are checked before any model loads
+        return bank_steerer(args.bank, args.emotion, **parts)
+    return Steerer.from_artifacts(axis=axis, prosody=args.prosody, **parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,8 +81,12 @@ def run(args: argparse.Namespace) -> int:
     from emosteer.steering.steer import SteerConfig, check_delta
     from emosteer.steering.stream import StreamConfig
 
+    if args.strength is not None:  # --strength is --delta under the name a bank's user knows
+        if args.delta is not None:
+            raise ConfigError("give --delta or --strength, not both")
+        args.delta = args.strength
     if (args.delta is None) == (args.deltas is None):
-        raise ConfigError("give exactly one of --delta and --deltas")
+        raise ConfigError("give exactly one of --delta (or --strength) and --deltas")
     deltas = (args.delta,) if args.delta is not None else parse_floats(args.deltas)
     deltas = tuple(check_delta(d) for d in deltas)  # before any model loads
     out = Path(args.output)
@@ -105,6 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True,
                    help="output file (with --delta) or directory (with --deltas)")
     p.add_argument("--delta", type=float, help="how far to steer: -1 calmer ... +1 angrier")
+    p.add_argument("--strength", type=float,
+                   help="--delta by another name: how far towards a --bank's --emotion")
     p.add_argument("--deltas", help="a sweep, e.g. -1,-0.5,0,0.5,1")
     add_steering_arguments(p)
     p.add_argument("--stream", action="store_true",

@@ -96,11 +96,12 @@ def run(args: argparse.Namespace) -> int:
     text = read_text(args.text, args.text_file)
     refs = args.ref_calm is not None or args.ref_angry is not None
     run_dir = Path(args.run)
-    axis = args.axis or (None if refs else str(run_dir / "axis"))
+    axis = args.axis or (None if refs or args.bank else str(run_dir / "axis"))
     adapt = (AdaptConfig(n_sentences=args.adapt_sentences, epochs=args.adapt_epochs,
                          minutes=args.adapt_minutes) if args.adapt_mapper else None)
     cfg = SpeakConfig(
         alpha=args.alpha, ref_calm=args.ref_calm, ref_angry=args.ref_angry, axis=axis,
+        bank=args.bank, emotion=args.emotion,
         mapper=args.mapper or str(run_dir / "mapper"), prosody=args.prosody,
         vocoder=args.vocoder, model=args.model, layer=args.layer, mode=args.mode,
         frames=args.frames, decode=args.decode, match_loudness=args.match_loudness, sample_rate=args.sr,

@@ -11,9 +11,10 @@ one sliding window [s - C, s + B + L) (C = left context):
   Decoding is the offline Steerer's (`decode`): differential adds the push's mel difference to
   the window's own mel on the file's mel grid; full vocodes the mapper's mel. The envelope
   decoder is offline only (WORLD's analysis is not block-local).
-- prosody: WORLD analysis-resynthesis of the window (F0 level and range, vocal effort, level).
-  The rate change of a ProsodyDelta is left out: a stream played faster or slower than it
-  arrives has no bounded latency.
+- prosody: WORLD analysis-resynthesis of the window (F0 level and range, vocal effort, level,
+  envelope, aperiodicity, dynamics). Rate and pauses are left out (a stream played faster or
+  slower than it arrives has no bounded latency), and so is the F0 contour, whose onset and
+  final slope belong to the whole utterance, not to a window.
 - both: prosody on the window, then the latent path on the shifted window.
 
 Window starts are multiples of the SSL hop (320 samples = 20 ms), so every window sees the
@@ -34,7 +35,6 @@ a real-time factor compute / B below 1. The latent path needs L >= 20 ms: the CN
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -58,6 +58,7 @@ HOP_MS = 1000.0 * SSL_HOP / SAMPLE_RATE  # 20 ms: block, lookahead and context a
 # one more; Griffin-Lim's 1024-sample window spans 4 hops. 4 frames covers both.
 VOCODER_CONTEXT_MEL_FRAMES = 4
 STREAM_DECODES = ("differential", "full")
+STREAM_OFFLINE_COMPONENTS = ("rate", "pauses", "contour")  # ProsodyDelta parts a window lacks
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,13 @@ class StreamingSteerer:
             if steerer.prosody is None:
                 raise ConfigError("prosody steering needs a prosody delta (an axis directory "
                                   "with prosody.json, or --prosody FILE)")
-            if steerer.prosody.rate_ratio != 1.0:
-                log.info("streaming leaves out the rate change (rate_ratio %.3f): a stream "
-                         "cannot run faster or slower than its input", steerer.prosody.rate_ratio)
-            self.prosody = dataclasses.replace(steerer.prosody, rate_ratio=1.0)
+            # A stream cannot run faster or slower than its input, and a window knows
+            # neither the utterance's onset nor its end, so timing and contour stay offline.
+            offline = [c for c in STREAM_OFFLINE_COMPONENTS if c in steerer.prosody.components]
+            if offline:
+                log.info("streaming leaves out the prosody components %s (timing and the "
+                         "utterance-level F0 contour)", ", ".join(offline))
+            self.prosody = steerer.prosody.without(*STREAM_OFFLINE_COMPONENTS)
         if cfg.mode == "prosody":
             self.sample_rate = SAMPLE_RATE
             self.decode_context = 0

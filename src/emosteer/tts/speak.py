@@ -22,6 +22,7 @@ import numpy as np
 from emosteer import __version__
 from emosteer.artifacts import provenance, refuse_overwrite, write_json
 from emosteer.audio import SAMPLE_RATE, save_audio
+from emosteer.bank.bank import EmotionBank, bank_steerer
 from emosteer.errors import ConfigError
 from emosteer.steering.steer import MODES, PROSODY_FILE, SteerConfig, Steerer
 from emosteer.tts.backends import (
@@ -57,8 +58,9 @@ OUTPUT_SUFFIXES = (".wav", ".flac", ".ogg")
 class SpeakConfig:
     """Everything one steered synthesis depends on besides its text.
 
-    The emotion direction comes from `ref_calm` + `ref_angry` or from a corpus `axis`
-    directory (exactly one of the two); `mapper` is needed unless `mode` is "prosody".
+    The emotion direction comes from `ref_calm` + `ref_angry`, from a corpus `axis`
+    directory, or from an emotion `bank` and its `emotion` mix ('sad', 'happy:0.5,sad:0.5')
+    (exactly one of the three); `mapper` is needed unless `mode` is "prosody".
     `voice` is a Piper .onnx (None: the bundled voice), an espeak-ng voice name or, for
     `backend="coqui"`, an XTTS-v2 model directory. `adapt` fine-tunes the mapper on this
     voice first (cached under `cache_dir`, default ~/.cache/emosteer)."""
@@ -67,6 +69,8 @@ class SpeakConfig:
     ref_calm: str | None = None
     ref_angry: str | None = None
     axis: str | None = None
+    bank: str | None = None  # an emotion bank directory (emosteer.bank), with `emotion`
+    emotion: str | None = None  # the bank's emotion or mix to steer towards
     mapper: str | None = None
     prosody: str | None = None
     vocoder: str = "auto"
@@ -99,6 +103,11 @@ class SpeakConfig:
             raise ConfigError("give both --ref-calm and --ref-angry (or neither, with --axis)")
         if self.ref_calm is not None and self.axis:
             raise ConfigError("give either --ref-calm/--ref-angry or --axis, not both")
+        if (self.bank is None) != (self.emotion is None):
+            raise ConfigError("--bank and --emotion go together")
+        if self.bank is not None and (self.axis or self.ref_calm is not None or self.prosody):
+            raise ConfigError("--bank brings the axis and prosody: no --axis, "
+                              "--ref-calm/--ref-angry or --prosody with it")
         if self.adapt is not None and self.mode == "prosody":
             raise ConfigError("--adapt-mapper adapts the mapper: use --mode latent or both")
 
@@ -131,6 +140,9 @@ def speak(text: str, cfg: SpeakConfig, out: str | os.PathLike, force: bool = Fal
     refuse_overwrite(sidecar, force)
     refs = (check_references(cfg.ref_calm, cfg.ref_angry) if cfg.ref_calm is not None
             else None)
+    bank = EmotionBank.load(cfg.bank) if cfg.bank is not None else None
+    if bank is not None:
+        bank.parse_mix(cfg.emotion)  # a bad mix is refused before the voice and models load
     voice = load_voice(cfg.voice, cfg.backend, cfg.language)
     speak_kw = {"voice": voice, "pause_s": cfg.pause_s, "progress": progress, **cfg.synth}
     settings = {"text": text, "backend": voice.backend, "voice": voice.name, "alpha": cfg.alpha,
@@ -152,7 +164,7 @@ def speak(text: str, cfg: SpeakConfig, out: str | os.PathLike, force: bool = Fal
                          sample_rate=out_sr)
         steerer = adaptation = None
     else:
-        steerer, mapper, adaptation = _steerer(cfg, refs, names, voice, progress)
+        steerer, mapper, adaptation = _steerer(cfg, refs, names, voice, progress, bank)
         neutral, sr = synthesize_long(text, sr_out=SAMPLE_RATE, **speak_kw)
         delta = steering_delta(cfg.alpha)
         scfg = SteerConfig(mode=cfg.mode, decode=cfg.decode, frames=cfg.frames,
@@ -175,6 +187,8 @@ def _tts_config(cfg: SpeakConfig, settings: dict, delta: float, steerer: Steerer
     axis_source = "references" if cfg.axis is None else str(cfg.axis)
     prosody = cfg.prosody or ("references" if cfg.axis is None else
                               str(Path(cfg.axis) / PROSODY_FILE))
+    if cfg.bank is not None:
+        axis_source = prosody = f"{cfg.bank} ({cfg.emotion})"
     return TtsConfig(
         **settings, delta=delta, mode=cfg.mode, axis_source=axis_source,
         layer=steerer.axis.config.layer if latent else None,
@@ -184,14 +198,16 @@ def _tts_config(cfg: SpeakConfig, settings: dict, delta: float, steerer: Steerer
 
 
 def _steerer(cfg: SpeakConfig, refs: tuple[np.ndarray, np.ndarray] | None,
-             names: tuple[str, str], voice: Voice, progress: bool
-             ) -> tuple[Steerer, Path | None, dict | None]:
+             names: tuple[str, str], voice: Voice, progress: bool,
+             bank: EmotionBank | None = None) -> tuple[Steerer, Path | None, dict | None]:
     """(Steerer, mapper dir or None, adaptation report or None): the references' axis and
-    prosody delta, or a saved axis; the mapper adapted to the voice first when `cfg.adapt`."""
+    prosody delta, a saved axis, or a bank's mix; the mapper adapted to the voice first when
+    `cfg.adapt`."""
     mapper = Path(cfg.mapper) if cfg.mapper else None
-    if refs is None:
+    if refs is None and bank is None:
         if cfg.axis is None:
-            raise ConfigError("give --ref-calm and --ref-angry, or a saved --axis")
+            raise ConfigError("give --ref-calm and --ref-angry, a saved --axis, or --bank "
+                              "with --emotion")
         if not Path(cfg.axis).exists():
             raise ConfigError(f"{cfg.axis}: no axis here; give --axis")
     if cfg.mode != "prosody" and mapper is None:
@@ -210,11 +226,12 @@ def _steerer(cfg: SpeakConfig, refs: tuple[np.ndarray, np.ndarray] | None,
                                     prosody=cfg.prosody, model=cfg.model, layer=cfg.layer,
                                     device=cfg.device, bf16=cfg.bf16)
         return steerer, mapper, adaptation
-    steerer = Steerer.from_artifacts(axis=cfg.axis, mapper=mapper, vocoder=cfg.vocoder,
-                                     prosody=cfg.prosody, model=cfg.model, mode=cfg.mode,
-                                     device=cfg.device, bf16=cfg.bf16)
+    parts = dict(mapper=mapper, vocoder=cfg.vocoder, model=cfg.model, mode=cfg.mode,
+                 device=cfg.device, bf16=cfg.bf16)
+    steerer = (bank_steerer(bank, cfg.emotion, **parts) if bank is not None else
+               Steerer.from_artifacts(axis=cfg.axis, prosody=cfg.prosody, **parts))
     if cfg.layer is not None and cfg.layer != steerer.axis.config.layer:
-        raise ConfigError(f"--layer {cfg.layer}: the axis {cfg.axis} is at layer "
+        raise ConfigError(f"--layer {cfg.layer}: the axis {cfg.axis or cfg.bank} is at layer "
                           f"{steerer.axis.config.layer}")
     return steerer, mapper, adaptation
 
