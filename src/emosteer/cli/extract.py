@@ -26,6 +26,7 @@ from emosteer.cli._common import (
     parse_layers,
     parse_list,
 )
+from emosteer.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -47,8 +48,15 @@ def register(subparsers) -> None:
     p.add_argument("--random-init", action="store_true",
                    help="random-init control: same architecture, weights drawn with --seed")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-init (default 0)")
-    p.add_argument("--batch-size", type=int, default=1,
-                   help="utterances of exactly equal length encoded together (default 1)")
+    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=1,
+                   metavar="N",
+                   help="utterances encoded together as one padded batch, sorted by length so "
+                        "that little is padded; the result equals one at a time up to float "
+                        "rounding (default 1; pays on a GPU, little on a CPU)")
+    p.add_argument("--int8", action="store_true",
+                   help="dynamic int8 quantisation of the transformer's linear layers (CPU, not "
+                        "with bf16): faster on CPUs without native bf16, at a small accuracy "
+                        "cost (README, Benchmarks)")
     p.add_argument("--emotions", default=None, help="only these emotions (comma-separated)")
     p.add_argument("--speakers", default=None, help="only these speakers (comma-separated)")
     p.add_argument("--limit", type=int, default=None, help="only the first N utterances")
@@ -61,14 +69,16 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from emosteer.embeddings.extract import extract_corpus
 
+    if args.int8 and args.bf16_mode == "on":
+        raise ConfigError("--int8 and --bf16 on: choose one (--int8 runs without bf16)")
     store = extract_corpus(
         args.root, args.format, args.model, args.out,
         layers=parse_layers(args.layers) if args.layers else None,
         frame_layers=parse_layers(args.frame_layers) if args.frame_layers else (),
         emotions=parse_list(args.emotions), speakers=parse_list(args.speakers), limit=args.limit,
         pooling=args.pooling, batch_size=args.batch_size, random_init=args.random_init,
-        seed=args.seed, device=args.device, bf16=args.bf16, force=args.force,
-        progress=not args.no_progress)
+        seed=args.seed, device=args.device, bf16=args.bf16 and not args.int8, force=args.force,
+        progress=not args.no_progress, int8=args.int8)
     if store is not None:
         print(f"{store.root}: {len(store)} utterances, layers {list(store.layers)}, "
               f"{len(store.skipped)} skipped")

@@ -8,8 +8,13 @@ skipped.json; nothing else is lost.
 Distributed (`accelerate launch`, see emosteer.distributed): rank r encodes utterances i with
 i % world_size == r into the shared items/ directory; rank 0 prepared the directory before and,
 once every rank is done, consolidates all items in the order of `utterances`. Items are keyed by
-utt_id and encoding does not depend on batching (Encoder.encode_batch equals unbatched), so the
-store is identical to a one-process one.
+utt_id, so at batch size 1 the store is identical to a one-process one; with larger batches it is
+equal up to float rounding (Encoder.encode_batch equals unbatched up to rounding, and a rank's
+batches hold other utterances than one process's).
+
+Batching (`batch_size`): utterances are sorted by duration and encoded batch_size at a time as
+one padded batch (see Encoder.encode_batch for why padding never changes a result); files longer
+than LONG_SECONDS go one at a time through Encoder.iter_long.
 
 Pooling (frame weights, then a weighted mean over frames):
   mean    every frame weighs 1.
@@ -160,17 +165,21 @@ def _prepare(out_dir: Path, config: StoreConfig, force: bool) -> None:
 
 
 def _groups(utterances, long_seconds: float) -> list[tuple[bool, list[int]]]:
-    """(is_long, indices) grouped by exact (sample rate, length): only these may share a forward
-    pass. Groups come from the full list so that a resumed run batches exactly as the first did."""
-    keyed: dict[tuple, list[int]] = {}
+    """(is_long, indices): each long file alone, then all others sorted by duration, so that
+    consecutive batches pad little. From the full list, so that a resumed run batches exactly as
+    the first did."""
+    long, short = [], []
     for i, u in enumerate(utterances):
         try:
             sr, frames, _ = audio_info(u.path)
-            key = ("long", i) if frames / sr > long_seconds else (sr, frames)
-        except AudioError:
-            key = ("single", i)  # let load_audio try other decoders, or report it
-        keyed.setdefault(key, []).append(i)
-    return [(key[0] == "long", idx) for key, idx in keyed.items()]
+        except AudioError:  # let load_audio try other decoders, or report it; last in the order
+            short.append((float("inf"), i))
+            continue
+        if frames / sr > long_seconds:
+            long.append((True, [i]))
+        else:
+            short.append((frames / sr, i))
+    return long + ([(False, [i for _, i in sorted(short)])] if short else [])
 
 
 def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.PathLike,
@@ -230,12 +239,16 @@ def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.Path
             continue
         step = max(1, batch_size)
         for start in range(0, len(group), step):  # fixed positions: a resumed run batches alike
+            batch = group[start:start + step]
+            if all(i in done for i in batch):
+                continue
             wavs = {}
-            for i in group[start:start + step]:
+            for i in batch:
                 try:
                     wavs[i] = load_audio(utterances[i].path)
                 except AudioError as e:
                     skipped[i] = str(e)
+            bar.update(sum(i not in done for i in batch))
             if not any(i not in done for i in wavs):
                 continue
             part = list(wavs)
@@ -250,7 +263,6 @@ def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.Path
                 _write_item(items / _item_name(ids[i]), ids[i], pool, frames, h.shape[1],
                             len(wavs[i]) / SAMPLE_RATE)
                 new += 1
-        bar.update(len(todo))
     bar.close()
     log.info("rank %d: encoded %d new utterances, %d already done, %d skipped", dist.rank, new,
              len(done), len(skipped))
@@ -316,7 +328,7 @@ def extract_corpus(root: str | os.PathLike, format: str, model: str | os.PathLik
                    speakers: Sequence[str] = (), limit: int | None = None,
                    pooling: str = "mean", batch_size: int = 1, random_init: bool = False,
                    seed: int = 0, device: str = "cpu", bf16: bool = False, force: bool = False,
-                   progress: bool = True) -> EmbeddingStore | None:
+                   progress: bool = True, int8: bool = False) -> EmbeddingStore | None:
     """`emosteer extract`: scan a corpus, keep `emotions`/`speakers` (as match_speakers reads
     them) and the first `limit` clips, load the encoder and extract into `out_dir`. Under
     `accelerate launch` the work is sharded; ranks other than 0 return None."""
@@ -341,7 +353,7 @@ def extract_corpus(root: str | os.PathLike, format: str, model: str | os.PathLik
         raise ConfigError(f"{root}: no utterances left after the emotion/speaker/limit filters")
     dist = Dist.from_env(device, bf16)
     encoder = load_encoder(model, layers=layers, device=dist.device, bf16=bf16,
-                           random_init=random_init, seed=seed)
+                           random_init=random_init, seed=seed, int8=int8)
     if frame_layers and not set(frame_layers) <= set(encoder.layers):
         raise ConfigError(f"frame layers {list(frame_layers)}: must be among the layers "
                           f"{list(encoder.layers)}")
