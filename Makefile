@@ -37,8 +37,16 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Every table in benchmarks/, each also saved as $(BENCH_OUT)/NAME.md under the machine it ran on
+# (CPU, torch's CPU capability, whether bf16 is native: emosteer.precision.machine_line).
+BENCH_OUT ?= out/bench
 bench: $(STAMP)
-	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	mkdir -p $(BENCH_OUT)
+	for b in benchmarks/*.py; do n=$$(basename $$b .py); echo "== $$b"; \
+	  { echo "# $$b, $$(date -u +%Y-%m-%dT%H:%MZ)"; \
+	    $(BIN)/python -c 'from emosteer.precision import machine_line; print(machine_line())'; \
+	    $(BIN)/python $$b; echo $$? > $(BENCH_OUT)/.rc; } | tee $(BENCH_OUT)/$$n.md; \
+	  test "$$(cat $(BENCH_OUT)/.rc)" = 0 || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

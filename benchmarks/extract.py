@@ -1,20 +1,32 @@
 """Extraction throughput and memory: wav2vec2-base geometry (random init), features at layer 5.
 
-    python benchmarks/extract.py [--seconds 60] [--long-minutes 10] [--device auto]
+    python benchmarks/extract.py [--seconds 60] [--clip-seconds 4,8] [--batch 8] [--repeats 1]
+                                 [--threads N] [--device auto] [--emulate-avx2] [--long-minutes 10]
 
-Rows (audio seconds encoded per wall-clock second, one file at a time, after a warm-up):
-  baseline       the seed's way: a full HF forward with output_hidden_states=True, fp32, no_grad
+Rows (audio seconds encoded per wall-clock second, best of --repeats after a warm-up):
+  baseline       the seed's way: a full HF forward with output_hidden_states=True, fp32, no_grad,
+                 one file at a time
   emosteer fp32  load_encoder(layers=[5]): layers 6-12 dropped, stop after layer 5, inference_mode
-  emosteer bf16  the same under bf16 autocast
-Then the peak RSS of a child process that runs Encoder.encode_long on a --long-minutes file.
-Prints a markdown table. Synthetic audio (harmonic tones with noise), so no data is needed.
+  emosteer bf16  the same under bf16 autocast, forced (the line above the table says what
+                 --bf16 auto picks here); where bf16 is not native it is timed on the first
+                 SLOW_BF16_SECONDS of audio only, since it is 35-100x slower there
+  emosteer int8  (CPU) load_encoder(int8=True): dynamic int8 transformer linear layers
+  ... batch N    (--batch N > 1) Encoder.encode_batch: N clips sorted by length, one padded batch
+Columns: speedup vs baseline; worst clip's relative error vs baseline (|a - b| / |b| over its
+frames); mean and worst cosine of layer-5 frames vs the baseline. Then the peak RSS of a child
+process that runs Encoder.encode_long on a --long-minutes file (0 skips it). Synthetic audio
+(harmonic tones with noise), so no data is needed. --emulate-avx2 reruns under
+emosteer.precision.AVX2_ENV: dispatch as on an AVX2-only CPU (the project's machines).
+
+GPU check (RAVDESS-length clips; batched should reach >= 10x the batch-1 throughput):
+
+    python benchmarks/extract.py --device cuda --seconds 600 --clip-seconds 2,5 --batch 32
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -25,11 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
+from emosteer.precision import bf16_native, machine_line, rerun_as_avx2
+
 SR = 16_000
 LAYER = 5  # the seed's layer
 CLIP_RANGE_S = (4.0, 8.0)
 SEED = 0
 RSS_LIMIT_GB = 2.0
+SLOW_BF16_SECONDS = 8.0  # a few clips: at 0.2 audio s / wall s this is already 40 s
+GPU_BATCH_TARGET = 10.0  # the issue's goal for batched vs batch-1 throughput on a GPU
 
 
 def synth(seconds: float, rng: np.random.RandomState) -> np.ndarray:
@@ -41,11 +57,11 @@ def synth(seconds: float, rng: np.random.RandomState) -> np.ndarray:
     return (0.2 * wav + 0.01 * rng.randn(t.size)).astype(np.float32)
 
 
-def make_clips(total_s: float) -> list[np.ndarray]:
+def make_clips(total_s: float, clip_range=CLIP_RANGE_S) -> list[np.ndarray]:
     rng = np.random.RandomState(SEED)
     clips, acc = [], 0.0
     while acc < total_s:
-        s = min(rng.uniform(*CLIP_RANGE_S), max(total_s - acc, CLIP_RANGE_S[0]))
+        s = min(rng.uniform(*clip_range), max(total_s - acc, clip_range[0]))
         clips.append(synth(s, rng))
         acc += s
     return clips
@@ -85,15 +101,29 @@ def run_baseline(model, clips, device: str = "cpu") -> list[np.ndarray]:
     return out
 
 
-def run_encoder(enc, clips) -> list[np.ndarray]:
-    return [enc.encode(wav)[0] for wav in clips]
+def run_encoder(enc, clips, batch: int = 1) -> list[np.ndarray]:
+    if batch == 1:
+        return [enc.encode(wav)[0] for wav in clips]
+    return [h[0] for h in enc.encode_batch(clips, batch_size=batch)]
 
 
-def timed(fn, clips, warm):
+def timed(fn, clips, warm, repeats: int):
     fn(warm)
-    t = time.perf_counter()
-    res = fn(clips)
-    return time.perf_counter() - t, res
+    best, res = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        res = fn(clips)
+        best = min(best, time.perf_counter() - t)
+    return best, res
+
+
+def accuracy(res, ref) -> tuple[float, float, float]:
+    """(worst relative error, mean and worst frame cosine) of `res` against `ref`."""
+    pairs = list(zip(res, ref, strict=True))
+    rel = max(float(np.linalg.norm(a - b) / np.linalg.norm(b)) for a, b in pairs)
+    cos = np.concatenate([np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+                          for a, b in pairs])
+    return rel, float(cos.mean()), float(cos.min())
 
 
 def rss_child(path: str, device: str) -> None:
@@ -113,12 +143,23 @@ def rss_child(path: str, device: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="total audio per row")
+    ap.add_argument("--clip-seconds", default=",".join(f"{s:g}" for s in CLIP_RANGE_S),
+                    help="clip length range MIN,MAX in seconds (default 4,8)")
+    ap.add_argument("--batch", type=int, default=1, help="also time padded batches of N clips")
+    ap.add_argument("--repeats", type=int, default=1, help="timed passes per row (best counts)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default torch's)")
     ap.add_argument("--long-minutes", type=float, default=10.0, help="file for the RSS row")
     ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    ap.add_argument("--emulate-avx2", action="store_true",
+                    help="rerun dispatching as an AVX2-only CPU (emosteer.precision.AVX2_ENV)")
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.emulate_avx2:
+        rerun_as_avx2()
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" \
         else args.device
     if args.rss_child:
@@ -128,46 +169,82 @@ def main() -> int:
     from emosteer.audio import save_audio
     from emosteer.embeddings.encoders import load_encoder
 
-    clips = make_clips(args.seconds)
-    warm = clips[:1]
+    lo, hi = (float(x) for x in args.clip_seconds.split(","))
+    clips = make_clips(args.seconds, (lo, hi))
+    warm = clips[:max(1, args.batch)]
     audio_s = sum(len(c) for c in clips) / SR
-    rows = []
-    t_base, ref = timed(partial(run_baseline, baseline_model(device), device=device), clips, warm)
-    rows.append(("baseline (full HF forward, output_hidden_states, fp32)", t_base, 0.0))
+    cpu = torch.device(device).type == "cpu"
+    native = bf16_native(device)
+    starts = np.cumsum([0.0] + [len(c) / SR for c in clips])
+    slow = [c for c, start in zip(clips, starts, strict=False) if start < SLOW_BF16_SECONDS]
+    batches = (1, args.batch) if args.batch > 1 else (1,)
+    configs = [("fp32", {}), ("bf16 autocast", {"bf16": True})]
+    if cpu:
+        configs.append(("int8 (transformer linears)", {"int8": True}))
+    rows = []  # (name, seconds of audio, wall seconds, accuracy or None, note)
+    t_base, ref = timed(partial(run_baseline, baseline_model(device), device=device), clips,
+                        warm, args.repeats)
+    rows.append(("baseline: full HF forward, output_hidden_states, fp32", audio_s, t_base, None,
+                 ""))
     with tempfile.TemporaryDirectory() as d:
-        for bf16 in (False, True):
-            enc = load_encoder(model_dir(Path(d)), layers=[LAYER], device=device, bf16=bf16,
-                               random_init=True, seed=SEED)
-            t, res = timed(partial(run_encoder, enc), clips, warm)
-            err = max(float(np.linalg.norm(a - b) / np.linalg.norm(b))
-                      for a, b in zip(res, ref, strict=True))
-            rows.append((f"emosteer {'bf16 autocast' if bf16 else 'fp32'} (layers 1-5 only)",
-                         t, err))
+        for label, kw in configs:
+            enc = load_encoder(model_dir(Path(d)), layers=[LAYER], device=device,
+                               random_init=True, seed=SEED, **kw)
+            subset = slow if kw.get("bf16") and not native else clips
+            for batch in batches:
+                if not cpu:
+                    torch.cuda.reset_peak_memory_stats()
+                t, res = timed(partial(run_encoder, enc, batch=batch), subset, warm,
+                               args.repeats)
+                note = "" if cpu else \
+                    f", peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
+                name = f"emosteer {label}" + (f", batch {batch}" if batch > 1 else "")
+                rows.append((name, sum(len(c) for c in subset) / SR, t,
+                             accuracy(res, ref[:len(subset)]), note))
             del enc
 
-    with tempfile.TemporaryDirectory() as d:
-        long_path = Path(d) / "long.flac"
-        rng = np.random.RandomState(SEED + 1)
-        parts = [synth(60.0, rng) for _ in range(int(np.ceil(args.long_minutes)))]
-        wav = np.concatenate(parts)[: int(args.long_minutes * 60 * SR)]
-        save_audio(long_path, wav, SR)
-        del wav, parts
-        res = subprocess.run([sys.executable, __file__, "--rss-child", str(long_path),
-                              "--device", device], capture_output=True, text=True, check=True)
-        rss = json.loads(res.stdout.strip().splitlines()[-1])
+    rss = None
+    if args.long_minutes > 0:
+        with tempfile.TemporaryDirectory() as d:
+            long_path = Path(d) / "long.flac"
+            rng = np.random.RandomState(SEED + 1)
+            parts = [synth(60.0, rng) for _ in range(int(np.ceil(args.long_minutes)))]
+            wav = np.concatenate(parts)[: int(args.long_minutes * 60 * SR)]
+            save_audio(long_path, wav, SR)
+            del wav, parts
+            res = subprocess.run([sys.executable, __file__, "--rss-child", str(long_path),
+                                  "--device", device], capture_output=True, text=True,
+                                 check=True)
+            rss = json.loads(res.stdout.strip().splitlines()[-1])
 
-    print(f"device: {device} ({platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
-    print(f"audio: {len(clips)} synthetic clips, {audio_s:.1f} s in total, one file at a time; "
-          f"layer {LAYER} of wav2vec2-base geometry (random init)\n")
-    print("| configuration | audio s / wall s | speedup | rel. error vs baseline |")
-    print("|---|---:|---:|---:|")
-    for name, t, err in rows:
-        print(f"| {name} | {audio_s / t:.1f} | {t_base / t:.2f}x | {err:.1e} |")
-    ok = "ok" if rss["peak_gb"] <= RSS_LIMIT_GB else "OVER"
-    print(f"\nencode_long on a {args.long_minutes:g}-minute file: peak RSS {rss['peak_gb']:.2f} GB "
-          f"(limit {RSS_LIMIT_GB:g} GB: {ok}), {rss['frames']} frames in {rss['wall']:.1f} s "
-          f"({args.long_minutes * 60 / rss['wall']:.1f} audio s / wall s, fp32)")
+    print(f"machine: {machine_line()}")
+    print(f"device {device}; --bf16 auto picks {'bf16' if native else 'fp32'} here")
+    print(f"audio: {len(clips)} synthetic clips of {lo:g}-{hi:g} s, {audio_s:.1f} s in total; "
+          f"layer {LAYER} of wav2vec2-base geometry (random init); best of {args.repeats}\n")
+    print("| configuration | audio s / wall s | speedup | rel. error vs baseline "
+          "| frame cosine vs baseline (mean / min) |")
+    print("|---|---:|---:|---:|---:|")
+    base_rate = audio_s / t_base
+    rates = {}
+    for name, secs, t, acc, note in rows:
+        rate = secs / t
+        rates[name] = rate
+        on = f" (on {secs:.0f} s{note})" if secs < audio_s else (f" ({note[2:]})" if note else "")
+        cells = "- | -" if acc is None else f"{acc[0]:.1e} | {acc[1]:.5f} / {acc[2]:.5f}"
+        print(f"| {name}{on} | {rate:.1f} | {rate / base_rate:.2f}x | {cells} |")
+    if args.batch > 1:
+        for label, _ in configs:
+            one, many = rates.get(f"emosteer {label}"), rates.get(
+                f"emosteer {label}, batch {args.batch}")
+            if one and many:
+                goal = f" (GPU target >= {GPU_BATCH_TARGET:g}x)" if not cpu else ""
+                print(f"\n{label}: batch {args.batch} runs {many / one:.2f}x batch 1{goal}")
+    if rss is not None:
+        ok = "ok" if rss["peak_gb"] <= RSS_LIMIT_GB else "OVER"
+        print(f"\nencode_long on a {args.long_minutes:g}-minute file: peak RSS "
+              f"{rss['peak_gb']:.2f} GB (limit {RSS_LIMIT_GB:g} GB: {ok}), {rss['frames']} frames "
+              f"in {rss['wall']:.1f} s ({args.long_minutes * 60 / rss['wall']:.1f} audio s / "
+              f"wall s, fp32)")
     return 0
 
 

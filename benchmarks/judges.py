@@ -15,12 +15,12 @@ Target: all four together within 2 s per clip on a 2-core CPU. Prints a markdown
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
+
+from emosteer.precision import machine_line
 
 SR = 16_000
 TEXT = "Kids are talking by the door, and dogs are sitting by the window."
@@ -120,10 +120,8 @@ def main() -> None:
         assert set(first) == set(out)
         rows.append((name, statistics.median(times), load_s, str(shown)))
 
-    cap = torch.backends.cpu.get_cpu_capability()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-          f"{torch.__version__} ({torch.get_num_threads()} threads), CPU capability {cap}; "
-          f"clip: {args.seconds:g} s {kind}, median of {args.repeats}")
+    print(f"machine: {machine_line()}")
+    print(f"clip: {args.seconds:g} s {kind}, median of {args.repeats}")
     print("| judge | s per clip | first call (load) s | output |\n|---|---|---|---|")
     total = 0.0
     for name, per, load, out in rows:

@@ -56,6 +56,7 @@ def synthetic_store(out: Path, n_layers: int, n_clips: int, dim: int):
 
 def main() -> None:
     from emosteer.evaluation.probe import run_probe
+    from emosteer.precision import machine_line
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=13)
@@ -68,6 +69,7 @@ def main() -> None:
         cpu0, wall0 = time.process_time(), time.perf_counter()
         report = run_probe(store, Path(tmp) / "probe", umap=not args.no_umap)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    print(f"machine: {machine_line()}")
     print(f"probe {args.layers} layers x {args.clips} clips x {args.dim}-d "
           f"({len(report['config'].pairs)} axis pairs, {report['config'].n_boot} bootstrap "
           f"resamples, UMAP {report['umap']}), {THREADS} threads: "

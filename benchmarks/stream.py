@@ -17,7 +17,6 @@ active frames, level and F0 difference), for the latent and prosody paths.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from steer import speech  # benchmarks/steer.py: RAVDESS, else Piper, else a syn
 from emosteer.axes import wrap_vector
 from emosteer.embeddings.encoders import load_encoder
 from emosteer.embeddings.fallback import architecture_dir
+from emosteer.precision import machine_line
 from emosteer.prosody.world import ProsodyDelta
 from emosteer.steering.compare import compare_outputs
 from emosteer.steering.steer import SteerConfig, Steerer
@@ -91,8 +91,8 @@ def main() -> None:
                             mode=mode, chunk_seconds=max(60.0, args.seconds + 1)))
                         quality.append((vname if mode == "latent" else "(WORLD)", mode,
                                         compare_outputs(streamed, offline, sr)))
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, {len(wav) / 16000:.1f} s of {what}, "
+    print(f"machine: {machine_line()}")
+    print(f"device {args.device}, {len(wav) / 16000:.1f} s of {what}, "
           f"wav2vec2-base layer {LAYER} (random init), mapper {args.mapper or 'untrained'}, "
           f"delta {DELTA}\n")
     print("| vocoder | mode | block ms | lookahead ms | context ms | compute ms (mean / p95) "
