@@ -61,8 +61,39 @@ def not_measured(reason=NOT_MEASURED_REASON):
     return {"status": "not measured", "reason": reason}
 
 
-def write_evaluate(out: Path, n_clips: int = 2, seed: int = 0) -> dict:
-    """evaluate.json + tiny tones, in the layout `emosteer evaluate` writes."""
+def at(v: float, n: int = 8, half: float = 0.05) -> dict:
+    return {"value": v, "ci": [v - half, v + half], "n": n}
+
+
+# The judged numbers of the fake evaluation, chosen so that each mode tells a different story:
+# P(angry) of the real calm input / real angry clips, DNSMOS of input, copy-synthesis, target.
+P_INPUT, P_REAL, Q_INPUT, Q_COPY, Q_REAL = 0.1, 0.8, 3.2, 2.9, 3.0
+# mode -> (P(angry), DNSMOS, probe posterior) as functions of delta: latent stays below the real
+# level and loses quality; prosody reaches it with a small DNSMOS drop while the same-encoder
+# probe posterior falls (a contradiction the verdict flags); both overshoots, quality drops.
+STORIES = {"latent": (lambda d: 0.1 + 0.2 * (d + 1), lambda d: 3.2 - 0.4 * (d + 1),
+                      lambda d: 0.3 + 0.2 * (d + 1)),
+           "prosody": (lambda d: 0.1 + 0.35 * (d + 1), lambda d: 3.2 - 0.05 * (d + 1),
+                       lambda d: 0.7 - 0.2 * (d + 1)),
+           "both": (lambda d: 0.15 + 0.4 * (d + 1), lambda d: 3.0 - 0.2 * (d + 1),
+                    lambda d: 0.3 + 0.3 * (d + 1))}
+ASR_REASON = "judge asr not run: faster-whisper <not installed>"
+SER_REASON = "judge ser not run: no --ser model given"
+
+
+def judges(p: float, q: float) -> dict:
+    """One row's judge cells as evaluate.judge_cells writes them; ASR and SER did not run."""
+    return {"dnsmos": {"ovrl": at(q), "sig": at(q + 0.3), "bak": at(3.5)},
+            "asr": {"wer": not_measured(ASR_REASON), "cer": not_measured(ASR_REASON)},
+            "speaker": {"cosine": at(0.9)},
+            "emotion": {"p_target": at(p), "auc": 0.9, "p_target_real_source": P_INPUT,
+                        "p_target_real_target": P_REAL},
+            "ser": {"p_target": not_measured(SER_REASON)}}
+
+
+def write_evaluate(out: Path, n_clips: int = 2, seed: int = 0, modes=MODES) -> dict:
+    """evaluate.json + tiny tones, in the layout `emosteer evaluate` writes (a mode's decoder
+    suffix, as in "latent:full", tells its story from STORIES by the mode before the colon)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(TONE_S * SAMPLE_RATE)) / SAMPLE_RATE
     clips = []
@@ -73,32 +104,42 @@ def write_evaluate(out: Path, n_clips: int = 2, seed: int = 0) -> dict:
 
     for c in range(n_clips):
         cid = f"ravdess_07-calm-{c}"
-        outputs = {m: {f"{d:+.2f}": tone(f"audio/{cid}/{m}_{d:+.2f}.wav", 150 + 40 * j + 10 * i)
-                       for i, d in enumerate(DELTAS)} for j, m in enumerate(MODES)}
+        outputs = {m: {f"{d:+.2f}": tone(f"audio/{cid}/{m.replace(':', '-')}_{d:+.2f}.wav",
+                                         150 + 40 * j + 10 * i)
+                       for i, d in enumerate(DELTAS)} for j, m in enumerate(modes)}
         real = tone(f"audio/{cid}/real_target.wav", 300) if c == 0 else None
         clips.append({"id": cid, "speaker": "ravdess_07", "emotion": "calm",
                       "input": tone(f"audio/{cid}/input.wav", 140), "real_target": real,
                       "outputs": outputs})
-    table = [{"mode": m, "delta": d, "posterior": cell(rng),
+    table = [{"mode": m, "delta": d, "posterior": at(STORIES[m.split(":")[0]][2](d)),
               "speaker_similarity": not_measured("resemblyzer not installed") if m == "both"
               else cell(rng),
               "correlates": {k: cell(rng) for k in CORRELATES},
-              "gap_closed": {k: cell(rng) for k in CORRELATES}}
-             for m in MODES for d in DELTAS]
+              "gap_closed": {k: cell(rng) for k in CORRELATES},
+              "judges": judges(STORIES[m.split(":")[0]][0](d), STORIES[m.split(":")[0]][1](d))}
+             for m in modes for d in DELTAS]
+    references = [{"kind": k, "label": f"{k} reference", "n_clips": n_clips,
+                   "judges": judges(p, q)}
+                  for k, p, q in (("input", P_INPUT, Q_INPUT), ("copy_synthesis", P_INPUT, Q_COPY),
+                                  ("real_target", P_REAL, Q_REAL))]
     ev = {"kind": "evaluate", "emosteer_version": "0.1.0", "provenance": {"argv": ["x"]},
-          "config": {"deltas": list(DELTAS), "modes": list(MODES), "speakers": ["ravdess_07"],
+          "config": {"deltas": list(DELTAS), "modes": list(modes), "speakers": ["ravdess_07"],
                      "source": "calm", "target": "angry", "clips_per_speaker": n_clips,
                      "seed": 0},
           "axis": {"model": "facebook/wav2vec2-base", "layer": 5, "source": "calm",
                    "target": "angry"},
           "encoder_note": ENCODER_NOTE, "clips": clips, "table": table,
+          "references": references,
+          "emotion_judge": {"auc": 0.9, "source": "calm", "target": "angry",
+                            "train_speakers": ["ravdess_01"], "p_target_real_source": at(P_INPUT),
+                            "p_target_real_target": at(P_REAL)},
           "probe": {"train_speakers": ["ravdess_01", "ravdess_02"], "n_train": 40,
                     "pooling": "mean"},
           "skipped": [{"clip": "bad", "path": "ravdess/bad.wav", "reason": SKIP_REASON}],
           "fidelity": {"mode": "latent", "delta": 0.0, "mcd_db": cell(rng),
                        "pesq": not_measured(), "stoi": cell(rng)},
           "monotonicity": {m: {"posterior": cell(rng), **{k: cell(rng) for k in CORRELATES}}
-                           for m in MODES},
+                           for m in modes},
           "external": {"ser": not_measured("off by default (needs a download)"),
                        "asr_wer": not_measured("faster-whisper model not given"),
                        "mos": not_measured("UTMOS not installed")}}
@@ -142,13 +183,45 @@ def write_sweep(out: Path) -> dict:
     return sweep
 
 
+WORLD_NOTICE = "this corpus's emotions are WORLD renderings, not acted <speech>"
+BANK_EMOTIONS = ("angry", "calm", "sad")
+
+
+def write_bank(out: Path) -> dict:
+    """BANK/diagnostics.json in the layout `emosteer bank` writes (emosteer.bank.build): notes,
+    per_emotion entries (holdout AUC report, consistency, prosody; "sad" without a prosody
+    delta), the cosine matrix."""
+    diag = {"reference": "calm", "layer": 2, "emotions": list(BANK_EMOTIONS),
+            "auc": "held-out speakers s2: calm vs each emotion, projected on its axis",
+            "consistency": "mean_pairwise_cosine: <how alike> the speakers' shifts are",
+            "per_emotion": {emo: {"n_speakers": 4, "speakers": ["s0", "s1", "s3", "s4"],
+                                  "holdout": {"scheme": "holdout", "test_speakers": ["s2"],
+                                              "n_test": 12, "auc_raw": 0.7 + 0.1 * i,
+                                              "auc_centred": None},
+                                  "mean_pairwise_cosine": 0.5 + 0.1 * i,
+                                  "resultant_length": 0.8, "agreement": 1.0, "norm": 3.0,
+                                  "calibration": 2.0,
+                                  "prosody": None if emo == "sad" else {
+                                      "summary": f"{emo}: f0 +2.0 st", "f0_shift_st": 2.0},
+                                  "prosody_note": "no audio" if emo == "sad" else None}
+                            for i, emo in enumerate(BANK_EMOTIONS)},
+            "cosines": {"emotions": list(BANK_EMOTIONS),
+                        "matrix": [[1.0 if a == b else 0.25 for b in BANK_EMOTIONS]
+                                   for a in BANK_EMOTIONS]},
+            "provenance": {"argv": ["emosteer", "bank"]}}
+    write_json(out / "diagnostics.json", diag)
+    write_json(out / "bank.json", {"reference": "calm", "emotions": list(BANK_EMOTIONS)})
+    return diag
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     return build_run_dir(tmp_path_factory.mktemp("report"))
 
 
 def build_run_dir(root: Path) -> Path:
-    """The fake run under `root`: probe (+ a skipped control), evaluate, sweep, study, run.json."""
+    """The fake run under `root`: probe (+ a skipped control), evaluate, sweep, study, bank,
+    run.json (with a notice)."""
     from emosteer.evaluation.probe import run_probe
 
     run = root / "run"
@@ -161,8 +234,9 @@ def build_run_dir(root: Path) -> Path:
     write_evaluate(run / "evaluate")
     write_sweep(run / "steer")
     write_study(run)
+    write_bank(run / "bank")
     write_json(run / "run.json", {
-        "kind": "run", "encoder_note": ENCODER_NOTE,
+        "kind": "run", "encoder_note": ENCODER_NOTE, "notices": [WORLD_NOTICE],
         "recipe": {"model": "facebook/wav2vec2-base", "layer": 5,
                    "evaluate": {"deltas": list(DELTAS), "modes": list(MODES)}},
         "stages": {"extract": {"seconds": 12.5, "status": "done"},

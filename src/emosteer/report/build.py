@@ -2,12 +2,14 @@
 
 `build_report(run_dir)` looks for what a pipeline run (or a single command) left behind:
 run.json, probe/probe.json (or probe.json), the pipeline's steer/sweep.json, evaluate/evaluate.json
-(or evaluate.json) and a listening study's analysis.json; a part that is absent is simply not a
-section. The page has no
-external URL: plots are embedded as base64 data URIs, and so is audio unless `embed_audio` is
-off or the run's audio exceeds MAX_EMBED_AUDIO_BYTES, in which case the players link to the
-files relative to the page (logged). Nothing on the page depends on the clock, so rebuilding
-from the same JSON gives the same bytes.
+(or evaluate.json), an emotion bank's diagnostics.json and a listening study's analysis.json; a
+part that is absent is simply not a section. The page opens with the run's notices and the
+verdict (`emosteer.report.verdict`: does steering work, from evaluate.json), then the bank, the
+layer sweep and the details; how the run was made (recipe, stages, provenance) comes last,
+collapsed. The page has no external URL: plots are embedded as base64 data URIs, and so is
+audio unless `embed_audio` is off or the run's audio exceeds MAX_EMBED_AUDIO_BYTES, in which
+case the players link to the files relative to the page (logged). Nothing on the page depends
+on the clock, so rebuilding from the same JSON gives the same bytes.
 """
 
 from __future__ import annotations
@@ -33,13 +35,17 @@ from emosteer.report.html import (
     plot_uri,
 )
 from emosteer.report.sections import (
+    BANK_COSINE_KEYS,
     audio_grid,
-    encoder_banner,
+    bank_emotions,
+    bank_section,
     evaluate_section,
+    notices_block,
     probe_section,
     run_section,
     study_section,
 )
+from emosteer.report.verdict import verdict_clips, verdict_plot, verdict_section
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,8 @@ EVALUATE_FILES = ("evaluate/evaluate.json", "evaluate.json")
 SWEEP_FILE = "steer/sweep.json"  # the pipeline's one-clip "listen to this" sweep
 TTS_FILE = "tts/sweep.json"  # the pipeline's TTS example, in the same format (delta = alpha)
 STUDY_FILES = ("study/analysis/analysis.json", "analysis/analysis.json", "analysis.json")
+BANK_FILE = "diagnostics.json"  # what `emosteer bank` writes beside BANK/bank.json
+BANK_FILES = (f"bank/{BANK_FILE}", BANK_FILE)
 # The plots emosteer.evaluation.probe.run_probe writes (stem, caption); PNG preferred, SVG as fallback.
 PROBE_PLOTS = (("metrics_vs_layer", "every metric against layer, 95% CI bands; controls dashed"),
                ("scatter_best_layer", "PCA and UMAP of the best layer, by emotion and speaker"),
@@ -72,6 +80,8 @@ class RunInputs:
     study_path: Path | None
     tts: dict | None = None
     tts_path: Path | None = None
+    bank: dict | None = None
+    bank_path: Path | None = None
 
 
 def _first(run_dir: Path, candidates: tuple[str, ...]) -> Path | None:
@@ -87,6 +97,36 @@ def _read_object(path: Path | None) -> dict | None:
     return data
 
 
+def _is_bank(d: Mapping[str, Any]) -> bool:
+    return bool(bank_emotions(d)) or any(isinstance(d.get(k), Mapping) for k in BANK_COSINE_KEYS)
+
+
+def find_bank(run_dir: Path, named: list[tuple[dict | None, Path | None]]
+              ) -> tuple[dict | None, Path | None]:
+    """The emotion bank's diagnostics and where they came from. A "bank" key of run.json or
+    evaluate.json (`named`: (data, its file)) is the diagnostics themselves or names the bank
+    directory (or its diagnostics.json) relative to that file; else BANK_FILES under the run.
+    A named bank that is not there is logged and skipped: the bank is optional."""
+    for data, path in named:
+        ref = (data or {}).get("bank")
+        if path is None or ref is None:
+            continue
+        if isinstance(ref, Mapping) and _is_bank(ref):
+            return dict(ref), path
+        rel = ref.get("path") if isinstance(ref, Mapping) else ref
+        if not isinstance(rel, str) or not rel:
+            raise ArtifactError(f"{path}: 'bank' must be the diagnostics, a path or "
+                                f"{{\"path\": ...}}, got {type(ref).__name__}")
+        target = path.parent / rel
+        target = target / BANK_FILE if target.is_dir() else target
+        if target.is_file():
+            return _read_object(target), target
+        log.warning("report: %s names bank %s, which has no %s; no bank section",
+                    path, rel, BANK_FILE)
+    found = _first(run_dir, BANK_FILES)
+    return _read_object(found), found
+
+
 def find_inputs(run_dir: str | os.PathLike) -> RunInputs:
     """Locate and read every JSON the report can use; an error if there is none at all."""
     run_dir = Path(run_dir)
@@ -98,12 +138,14 @@ def find_inputs(run_dir: str | os.PathLike) -> RunInputs:
     study_path = _first(run_dir, STUDY_FILES)
     sweep_path = _first(run_dir, (SWEEP_FILE,))
     tts_path = _first(run_dir, (TTS_FILE,))
-    if not any((run_path, probe_path, eval_path, study_path)):
+    run, ev = _read_object(run_path), _read_object(eval_path)
+    bank, bank_path = find_bank(run_dir, [(run, run_path), (ev, eval_path)])
+    if not any((run_path, probe_path, eval_path, study_path, bank_path)):
         raise ArtifactError(f"{run_dir}: nothing to report (no {RUN_FILE}, probe.json, "
-                            "evaluate.json or analysis.json)")
-    return RunInputs(run_dir, _read_object(run_path), _read_object(probe_path), probe_path,
-                     _read_object(eval_path), eval_path, _read_object(sweep_path), sweep_path,
-                     _read_object(study_path), study_path, _read_object(tts_path), tts_path)
+                            f"evaluate.json, analysis.json or {BANK_FILE})")
+    return RunInputs(run_dir, run, _read_object(probe_path), probe_path, ev, eval_path,
+                     _read_object(sweep_path), sweep_path, _read_object(study_path), study_path,
+                     _read_object(tts_path), tts_path, bank, bank_path)
 
 
 def sweep_as_evaluation(sweep: Mapping[str, Any], src: str) -> dict[str, Any]:
@@ -157,6 +199,20 @@ def run_encoder_notes(run: Mapping[str, Any]) -> list[str]:
     return [n for n in notes if isinstance(n, str) and n]
 
 
+def run_notices(sources: list[tuple[Mapping[str, Any] | None, Path | None]]) -> list[str]:
+    """The "notices" (a list of strings: caveats of the whole run, e.g. a synthetic corpus) of
+    run.json and evaluate.json, in that order."""
+    out: list[str] = []
+    for data, path in sources:
+        notices = (data or {}).get("notices")
+        if notices is None:
+            continue
+        if not isinstance(notices, list) or not all(isinstance(n, str) for n in notices):
+            raise ArtifactError(f"{path}: 'notices' must be a list of strings")
+        out += notices
+    return out
+
+
 def _render(path: Path | None, fn: Callable[..., Any], *args: Any) -> Any:
     """fn(*args), with a JSON file of the wrong shape reported against that file instead of
     surfacing as a KeyError deep in a renderer."""
@@ -169,33 +225,40 @@ def _render(path: Path | None, fn: Callable[..., Any], *args: Any) -> Any:
 
 def render_page(inputs: RunInputs, page_dir: Path, embed_audio: bool = True,
                 cap: int = MAX_EMBED_AUDIO_BYTES) -> str:
-    """The complete HTML document for `inputs`; `page_dir` anchors relative audio links."""
+    """The complete HTML document for `inputs`; `page_dir` anchors relative audio links.
+    Order: notices, verdict, bank, layer sweep, examples, evaluation details, study, run."""
     run, probe, ev, study = inputs.run, inputs.probe, inputs.evaluate, inputs.study
     notes = [*run_encoder_notes(run or {}), (ev or {}).get("encoder_note")]
     notes = [n for n in notes if isinstance(n, str)]
+    notices = run_notices([(run, inputs.run_dir / RUN_FILE), (ev, inputs.evaluate_path)])
+    examples = [(inputs.sweep, inputs.sweep_path), (inputs.tts, inputs.tts_path)]
+    audio = []
+    if ev is not None and inputs.evaluate_path is not None:
+        src, base = str(inputs.evaluate_path), inputs.evaluate_path.parent
+        # The verdict grid embeds its clips a second time; the cap counts them twice too.
+        for shown in (ev, _render(inputs.evaluate_path, verdict_clips, ev)):
+            audio += _render(inputs.evaluate_path, evaluate_audio, shown, base, src)
+    for sweep, path in examples:
+        if sweep is not None and path is not None:
+            audio += _render(path, evaluate_audio, sweep_as_evaluation(sweep, str(path)),
+                             path.parent, str(path))
+    embed = decide_embedding(audio, embed_audio, cap)
     sections, nav = [], []
-    if run is not None:
-        sections.append(_render(inputs.run_dir / RUN_FILE, run_section, run))
-        nav.append(("run", "Run"))
+    if ev is not None and inputs.evaluate_path is not None:
+        player = AudioEmbedder(inputs.evaluate_path.parent, page_dir, embed)
+        sections.append(_render(inputs.evaluate_path, verdict_section, ev,
+                                str(inputs.evaluate_path), player,
+                                _render(inputs.evaluate_path, verdict_plot, ev)))
+        nav.append(("verdict", "Verdict"))
+    if inputs.bank is not None and inputs.bank_path is not None:
+        sections.append(_render(inputs.bank_path, bank_section, inputs.bank,
+                                str(inputs.bank_path)))
+        nav.append(("bank", "Emotion bank"))
     if probe is not None and inputs.probe_path is not None:
         pdir = inputs.probe_path.parent
         plots = [(cap_, plot_uri(pdir / stem)) for stem, cap_ in PROBE_PLOTS]
         sections.append(_render(inputs.probe_path, probe_section, probe, plots))
-        nav.append(("probe", "Probe"))
-    audio = []
-    if ev is not None and inputs.evaluate_path is not None:
-        audio += _render(inputs.evaluate_path, evaluate_audio, ev, inputs.evaluate_path.parent,
-                         str(inputs.evaluate_path))
-    if inputs.sweep is not None and inputs.sweep_path is not None:
-        sweep_src = str(inputs.sweep_path)
-        audio += _render(inputs.sweep_path, evaluate_audio,
-                         sweep_as_evaluation(inputs.sweep, sweep_src),
-                         inputs.sweep_path.parent, sweep_src)
-    if inputs.tts is not None and inputs.tts_path is not None:
-        audio += _render(inputs.tts_path, evaluate_audio,
-                         sweep_as_evaluation(inputs.tts, str(inputs.tts_path)),
-                         inputs.tts_path.parent, str(inputs.tts_path))
-    embed = decide_embedding(audio, embed_audio, cap)
+        nav.append(("probe", "Layer sweep"))
     if inputs.sweep is not None and inputs.sweep_path is not None:
         sections.append(_render(inputs.sweep_path, sweep_section, inputs.sweep,
                                 str(inputs.sweep_path), inputs.sweep_path.parent, page_dir,
@@ -213,8 +276,8 @@ def render_page(inputs: RunInputs, page_dir: Path, embed_audio: bool = True,
                        AudioEmbedder(base, page_dir, embed))
         plot = _render(inputs.evaluate_path, delta_plot, ev.get("table") or [])
         sections.append(_render(inputs.evaluate_path, evaluate_section, ev, src, grid, plot))
-        nav.append(("evaluate", "Evaluation"))
-        nav.append(("audio-grid", "Audio"))
+        nav.append(("evaluate", "Evaluation details"))
+        nav.append(("audio-grid", "All audio"))
     if study is not None and inputs.study_path is not None:
         sdir = inputs.study_path.parent
         plots = [(str(p), plot_uri(inside(sdir, p, f"{inputs.study_path}: plots")
@@ -222,8 +285,11 @@ def render_page(inputs: RunInputs, page_dir: Path, embed_audio: bool = True,
                  for p in study.get("plots") or []]
         sections.append(_render(inputs.study_path, study_section, study, plots))
         nav.append(("study", "Listening study"))
+    if run is not None:
+        sections.append(_render(inputs.run_dir / RUN_FILE, run_section, run))
+        nav.append(("run", "Recipe and provenance"))
     title = f"emosteer report: {inputs.run_dir.resolve().name}"
-    return page(title, encoder_banner(notes), nav, sections)
+    return page(title, notices_block(notes, notices), nav, sections)
 
 
 def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from html import escape as e
 from pathlib import Path
 from typing import Any
@@ -36,11 +38,24 @@ thead th{background:#f0f0f0}
 td.m{white-space:nowrap}
 .ci{color:#555}.n{color:#888;font-size:.85em}
 .nm{color:#a05a00;font-style:italic}
-.banner{padding:.7em 1em;border-left:6px solid #2a6;background:#eef8f0;font-size:1.1em}
+h1{font-size:1.45em;margin:.2em 0 .3em}
+.banner{padding:.25em .8em;margin:.25em 0;border-left:5px solid #2a6;background:#eef8f0;
+font-size:.92em}
 .banner.warn{border-color:#d80;background:#fff4e0}
+.banner.notice{border-color:#58a;background:#eef3fa}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
 table.grid audio{width:210px}
-nav a{margin-right:1em}
+nav{margin:.4em 0}nav a{margin-right:1em}
+#verdict h2{margin:.5em 0 .2em}
+.lede{margin:.2em 0;color:#444}
+ul.verdict{margin:.3em 0;padding-left:1.3em}ul.verdict li{margin:.15em 0}
+.flag{color:#b00020;font-weight:600}
+.verdict-body{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.verdict-body table{margin:.3em 0}
+.verdict-body figure{margin:.3em 0;flex:1 1 420px;max-width:760px}
+.dropped{font-size:.85em;max-width:640px}
+#verdict table.grid audio{width:175px}
+details summary{cursor:pointer}details summary h3{display:inline}
 """
 
 
@@ -136,12 +151,45 @@ def page(title: str, banner: str, nav: list[tuple[str, str]], sections: list[str
 PLOT_DPI = 100  # screen resolution: the page is for reading, probe's own plots are for papers
 PANEL_INCHES = (3.6, 2.8)
 PANELS_PER_ROW = 4
+LEGEND_COLUMNS = 6  # three modes and three reference levels fit one row under two panels
+# The verdict figure is the one a paper would reuse: larger type, print resolution.
+VERDICT_DPI = 200
+VERDICT_PANEL_INCHES = (3.7, 3.0)
+# Reference levels are one grey, told apart by line style: the colour cycle belongs to the modes.
+LEVEL_COLOUR = "0.3"
+
+Point = tuple[float, float, float, float]  # (delta, value, ci low, ci high)
 
 
-def delta_plot(table: list[Mapping[str, Any]]) -> str | None:
-    """evaluate.json's table drawn as metric-vs-delta panels (one line per mode, 95% CI
-    bars), as a PNG data URI; None when no cell holds a number. Drawn from the JSON at report
-    time so the plot can never disagree with the table beside it."""
+@dataclass(frozen=True)
+class PlotPanel:
+    """One metric-vs-delta panel: points per mode (drawn with their CI) and reference levels
+    (label, value, matplotlib line style) drawn across the whole panel."""
+
+    title: str
+    series: Mapping[str, list[Point]]
+    ylabel: str = ""
+    levels: tuple[tuple[str, float, str], ...] = ()
+    ylim: tuple[float, float] | None = None
+
+
+def cell_point(delta: float, cell: Any) -> Point | None:
+    """An evaluate.json metric cell at `delta` as a plot point; None unless it holds a number.
+    A missing CI end collapses onto the value."""
+    if not isinstance(cell, Mapping) or not isinstance(cell.get("value"), (int, float)) \
+            or not math.isfinite(cell["value"]):
+        return None
+    v = float(cell["value"])
+    lo, hi = cell.get("ci") or (v, v)
+    return (float(delta), v, v if lo is None else float(lo), v if hi is None else float(hi))
+
+
+def panels_png(panels: list[PlotPanel], xlabel: str, per_row: int = PANELS_PER_ROW,
+               inches: tuple[float, float] = PANEL_INCHES, dpi: int = PLOT_DPI,
+               fontsize: float = 8) -> str | None:
+    """`panels` side by side (`per_row` to a row), one line per mode with 95% CI bars, as a PNG
+    data URI; None when there is no panel. One legend for the figure, below the panels, since
+    every panel shares the modes and levels."""
     import io
 
     import matplotlib
@@ -149,40 +197,57 @@ def delta_plot(table: list[Mapping[str, Any]]) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not panels:
+        return None
+    n_rows, n_cols = -(-len(panels) // per_row), min(len(panels), per_row)
+    fig, axs = plt.subplots(n_rows, n_cols, squeeze=False, layout="constrained",
+                            figsize=(inches[0] * n_cols, inches[1] * n_rows))
+    modes: dict[str, Any] = {}  # label -> handle; modes first, then the reference levels
+    levels: dict[str, Any] = {}
+    for ax, panel in zip(axs.flat, panels, strict=False):
+        for mode, pts in panel.series.items():
+            d, v, lo, hi = (list(x) for x in zip(*sorted(pts), strict=True))
+            # max(0, .): a percentile CI need not contain the point estimate.
+            ax.errorbar(d, v, yerr=[[max(a - b, 0.0) for a, b in zip(v, lo, strict=True)],
+                                    [max(b - a, 0.0) for a, b in zip(v, hi, strict=True)]],
+                        marker="o", ms=3, capsize=3, label=mode)
+        for label, value, style in panel.levels:
+            ax.axhline(value, ls=style, lw=1.2, color=LEVEL_COLOUR, label=label)
+        if panel.ylim is not None:
+            ax.set_ylim(*panel.ylim)
+        ax.set_title(panel.title, fontsize=fontsize + 1)
+        ax.set_xlabel(xlabel, fontsize=fontsize)
+        ax.set_ylabel(panel.ylabel, fontsize=fontsize)
+        ax.tick_params(labelsize=fontsize - 1)
+        ax.grid(alpha=0.3)
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            (modes if label in panel.series else levels).setdefault(label, handle)
+    for ax in list(axs.flat)[len(panels):]:
+        ax.set_axis_off()
+    legend = {**modes, **levels}
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center",
+               ncol=min(len(legend), LEGEND_COLUMNS), fontsize=fontsize - 1, frameon=False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return f"data:image/png;base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def delta_plot(table: list[Mapping[str, Any]]) -> str | None:
+    """evaluate.json's table drawn as metric-vs-delta panels (one line per mode, 95% CI
+    bars), as a PNG data URI; None when no cell holds a number. Drawn from the JSON at report
+    time so the plot can never disagree with the table beside it."""
+
     def cells(row: Mapping[str, Any]) -> dict[str, Any]:
         flat = {"target posterior": row.get("posterior"),
                 "speaker similarity": row.get("speaker_similarity")}
         flat.update((row.get("correlates") or {}).items())
         return flat
 
-    series: dict[str, dict[str, list[tuple[float, float, float, float]]]] = {}
+    series: dict[str, dict[str, list[Point]]] = {}
     for row in table:
         for name, c in cells(row).items():
-            if isinstance(c, Mapping) and isinstance(c.get("value"), (int, float)):
-                lo, hi = c.get("ci") or (c["value"], c["value"])
-                lo, hi = (c["value"] if v is None else v for v in (lo, hi))
-                series.setdefault(name, {}).setdefault(str(row.get("mode")), []).append(
-                    (float(row.get("delta", 0.0)), c["value"], lo, hi))
-    if not series:
-        return None
-    n_rows = -(-len(series) // PANELS_PER_ROW)
-    n_cols = min(len(series), PANELS_PER_ROW)
-    fig, axs = plt.subplots(n_rows, n_cols, squeeze=False, constrained_layout=True,
-                            figsize=(PANEL_INCHES[0] * n_cols, PANEL_INCHES[1] * n_rows))
-    for ax, (name, by_mode) in zip(axs.flat, series.items(), strict=False):
-        for mode, pts in by_mode.items():
-            d, v, lo, hi = (list(x) for x in zip(*sorted(pts), strict=True))
-            # max(0, .): a percentile CI need not contain the point estimate.
-            ax.errorbar(d, v, yerr=[[max(a - b, 0.0) for a, b in zip(v, lo, strict=True)],
-                                    [max(b - a, 0.0) for a, b in zip(v, hi, strict=True)]],
-                        marker="o", ms=3, capsize=3, label=mode)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("delta", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in list(axs.flat)[len(series):]:
-        ax.set_axis_off()
-    axs.flat[0].legend(fontsize=7)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=PLOT_DPI)
-    plt.close(fig)
-    return f"data:image/png;base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+            pt = cell_point(float(row.get("delta", 0.0)), c)
+            if pt is not None:
+                series.setdefault(name, {}).setdefault(str(row.get("mode")), []).append(pt)
+    return panels_png([PlotPanel(name, by_mode) for name, by_mode in series.items()], "delta")

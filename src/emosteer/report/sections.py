@@ -37,15 +37,18 @@ def num(v: Any) -> str:
 
 
 def table(head: Iterable[str], rows: Iterable[Iterable[str]], cls: str = "") -> str:
-    """Cells are HTML already (escaped by their renderers); headers are plain text."""
+    """Cells are HTML already (escaped by their renderers); a cell that is not a <td> or a row
+    header <th> is wrapped in one. Headers are plain text."""
     th = "".join(f"<th>{e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in r)
+    body = "".join("<tr>" + "".join(c if c.startswith(("<td", "<th")) else f"<td>{c}</td>"
+                                    for c in r)
                    + "</tr>" for r in rows)
     return f'<table class="{e(cls)}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def metric_cell(cell: Any, where: str) -> str:
-    """One evaluate.json metric cell as a <td>: value [lo, hi] (n), or 'not measured (reason)'."""
+def metric_cell(cell: Any, where: str, fmt: Callable[[Any], str] = num) -> str:
+    """One evaluate.json metric cell as a <td>: value [lo, hi] (n), or 'not measured (reason)';
+    `fmt` writes the value and the CI ends."""
     if not isinstance(cell, Mapping):
         raise ArtifactError(f"{where}: expected a metric cell object, got {type(cell).__name__}")
     if "status" in cell:
@@ -54,12 +57,12 @@ def metric_cell(cell: Any, where: str) -> str:
     if "value" not in cell:
         raise ArtifactError(f"{where}: a metric cell needs 'value' or 'status', got "
                             f"{sorted(cell)}")
-    text = num(cell["value"])
+    text = fmt(cell["value"])
     ci = cell.get("ci")
     if ci is not None:
         if not (isinstance(ci, (list, tuple)) and len(ci) == 2):
             raise ArtifactError(f"{where}: 'ci' must be [lo, hi] or null, got {ci!r}")
-        text += f' <span class="ci">[{num(ci[0])}, {num(ci[1])}]</span>'
+        text += f' <span class="ci">[{fmt(ci[0])}, {fmt(ci[1])}]</span>'
     if cell.get("n") is not None:
         text += f' <span class="n">n={num(cell["n"])}</span>'
     return f'<td class="m">{text}</td>'
@@ -90,31 +93,48 @@ def key_values(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 
 
 def encoder_banner(notes: Iterable[str]) -> str:
-    """The encoder notes, prominent; a random-init control is styled as a warning because
-    every number on the page then measures an untrained network."""
-    out = []
-    for note in dict.fromkeys(n for n in notes if n):
-        cls = "banner warn" if "random" in note.lower() else "banner"
-        out.append(f'<p class="{cls}" id="encoder-note"><b>Encoder:</b> {e(note)}</p>')
-    return "".join(out)
+    """The encoder notes in one banner, each once; a random-init control makes it a warning
+    because every number on the page then measures an untrained network."""
+    notes = list(dict.fromkeys(n for n in notes if n))
+    if not notes:
+        return ""
+    cls = "banner warn" if any("random" in n.lower() for n in notes) else "banner"
+    return (f'<p class="{cls}" id="encoder-note"><b>Encoder:</b> '
+            + "<br>".join(e(n) for n in notes) + "</p>")
+
+
+def notices_block(encoder_notes: Iterable[str], notices: Iterable[str]) -> str:
+    """The run-level notices under the title, compact (the verdict must stay on the first
+    screen): the encoder banner, then each notice once, in order."""
+    lines = "".join(f'<p class="banner notice">{e(n)}</p>'
+                    for n in dict.fromkeys(n for n in notices if n))
+    inner = encoder_banner(encoder_notes) + lines
+    return f'<div id="notices">{inner}</div>' if inner else ""
+
+
+def collapsed(title: str, body: str) -> str:
+    """`body` behind a closed <details> headed `title` (an <h3>, so the outline keeps it)."""
+    return f"<details><summary><h3>{e(title)}</h3></summary>{body}</details>"
 
 
 def run_section(run: Mapping[str, Any]) -> str:
-    parts = ['<section id="run"><h2>Run summary</h2>']
+    """run.json's recipe, stages and remaining fields (notices are shown at the top), each
+    collapsed: they are how the run was made, not what it found."""
+    parts = ['<section id="run"><h2>Recipe, stages and provenance</h2>']
     recipe = run.get("recipe")
     if isinstance(recipe, Mapping) and recipe:
-        parts.append("<h3>Recipe</h3>" + table(("key", "value"), key_values(recipe), "kv"))
+        parts.append(collapsed("Recipe", table(("key", "value"), key_values(recipe), "kv")))
     stages = run.get("stages")
     if isinstance(stages, Mapping) and stages:
         rows = [(e(name), num(s.get("seconds")), e(str(s.get("status", ""))),
                  plain(s.get("result", "")))
                 if isinstance(s, Mapping) else (e(name), plain(s), "", "")
                 for name, s in stages.items()]
-        parts.append("<h3>Stages</h3>" + table(("stage", "seconds", "status", "result"), rows))
+        parts.append(collapsed("Stages", table(("stage", "seconds", "status", "result"), rows)))
     rest = {k: v for k, v in run.items()
-            if k not in ("kind", "recipe", "stages", "provenance")}
+            if k not in ("kind", "recipe", "stages", "provenance", "notices")}
     if rest:
-        parts.append("<h3>Other fields</h3>" + table(("key", "value"), key_values(rest), "kv"))
+        parts.append(collapsed("Other fields", table(("key", "value"), key_values(rest), "kv")))
     parts.append(provenance_block(run.get("provenance")))
     return "".join(parts) + "</section>"
 
@@ -174,6 +194,104 @@ def probe_section(probe: Mapping[str, Any], plots: list[tuple[str, str | None]])
                      f"(best layer)</h3>" + table(("", *names), rows, "probe"))
     parts.append(figures(plots))
     parts.append(provenance_block(probe.get("provenance")))
+    return "".join(parts) + "</section>"
+
+
+# `emosteer bank` diagnostics (BANK/diagnostics.json): where the per-emotion rows and the cosine
+# matrix may sit.
+BANK_EMOTION_KEYS = ("per_emotion", "emotions", "axes")
+BANK_COSINE_KEYS = ("cosines", "cosine", "cosine_matrix")
+# (heading, where the value may sit, where its n may sit): dotted paths into an emotion's entry,
+# first hit wins, so both `emosteer bank`'s layout (holdout.auc_raw, mean_pairwise_cosine) and a
+# flat {auc, consistency, n_speakers} render.
+BANK_COLUMNS = (
+    ("held-out AUC", ("auc", "holdout.auc_raw"), ("n_test", "holdout.n_test")),
+    ("held-out AUC, speaker-centred", ("auc_centred", "holdout.auc_centred"),
+     ("n_test", "holdout.n_test")),
+    ("consistency (mean pairwise cosine)", ("consistency", "mean_pairwise_cosine"),
+     ("n_speakers",)),
+    ("leave-one-out agreement", ("agreement",), ("n_speakers",)),
+    ("speakers", ("n_speakers",), ()),
+    ("prosody", ("prosody.summary", "prosody_note"), ()),
+)
+
+
+def dig(d: Any, paths: Iterable[str]) -> Any:
+    """The value at the first dotted path of `paths` that `d` has (None where none)."""
+    for path in paths:
+        v = d
+        for part in path.split("."):
+            v = v.get(part) if isinstance(v, Mapping) else None
+        if v is not None:
+            return v
+    return None
+
+
+def bank_emotions(bank: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """{emotion: diagnostics} of a bank's diagnostics.json: under one of BANK_EMOTION_KEYS, or
+    the top-level entries that look like per-emotion rows."""
+    for key in BANK_EMOTION_KEYS:
+        rows = bank.get(key)
+        if isinstance(rows, Mapping) and rows and all(isinstance(v, Mapping)
+                                                     for v in rows.values()):
+            return {str(k): v for k, v in rows.items()}
+    return {str(k): v for k, v in bank.items()
+            if isinstance(v, Mapping) and dig(v, [p for _, ps, _ in BANK_COLUMNS for p in ps])
+            is not None}
+
+
+def _bank_cell(v: Any, n: Any, where: str) -> str:
+    """A metric cell (value [CI] n), a number with the row's `n`, or any other value as text."""
+    if isinstance(v, Mapping) and ("value" in v or "status" in v):
+        return metric_cell(v, where)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        count = f' <span class="n">n={num(n)}</span>' if n is not None else ""
+        return f'<td class="m">{num(v)}{count}</td>'
+    return plain(v)
+
+
+def _measured(v: Any) -> bool:
+    """False for what a table shows as n/a: absent, null/NaN, or a not-measured cell."""
+    if isinstance(v, Mapping):
+        return "status" not in v and _measured(v.get("value"))
+    return v is not None and num(v) != "n/a"
+
+
+def _bank_row(emo: str, r: Mapping[str, Any], cols: list[tuple[str, tuple[str, ...],
+                                                                 tuple[str, ...]]],
+              src: str) -> list[str]:
+    cells = [e(emo)]
+    for heading, paths, n_paths in cols:
+        v = dig(r, paths)
+        cells.append(_bank_cell(v, dig(r, n_paths), f"{src}: {emo}.{heading}") if _measured(v)
+                     else '<td class="nm">n/a</td>')
+    return cells
+
+
+def bank_section(bank: Mapping[str, Any], src: str) -> str:
+    """The emotion bank: one row per emotion (BANK_COLUMNS; a column no emotion has is dropped)
+    and its cosine matrix ({emotions, matrix}); the file's top-level notes (reference, layer,
+    what AUC and consistency mean) above. Tolerates either part missing."""
+    rows = bank_emotions(bank)
+    cols = [c for c in BANK_COLUMNS if any(_measured(dig(r, c[1])) for r in rows.values())]
+    parts = ['<section id="bank"><h2>Emotion bank</h2>']
+    info = [f"{e(k)}: {plain(v)}" for k, v in bank.items()
+            if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+    if info:
+        parts.append(f'<p class="lede">{"; ".join(info)}</p>')
+    if rows and cols:
+        body = [_bank_row(emo, r, cols, src) for emo, r in rows.items()]
+        parts.append(table(("emotion", *(h for h, _, _ in cols)), body, "bank"))
+    else:
+        parts.append('<p class="nm">no per-emotion diagnostics in the bank</p>')
+    cm = next((bank[k] for k in BANK_COSINE_KEYS if isinstance(bank.get(k), Mapping)), None)
+    matrix = (cm.get("matrix") or cm.get("cosine")) if cm is not None else None
+    if cm is not None and cm.get("emotions") and isinstance(matrix, list):
+        names = [str(n) for n in cm["emotions"]]
+        body = [(f'<th scope="row">{e(a)}</th>', *(f'<td class="m">{num(v)}</td>' for v in row))
+                for a, row in zip(names, matrix, strict=True)]
+        parts.append("<h3>Cosines between the emotion directions</h3>"
+                     + table(("", *names), body, "bank"))
     return "".join(parts) + "</section>"
 
 
