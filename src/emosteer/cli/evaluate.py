@@ -26,6 +26,7 @@ import json
 import logging
 from pathlib import Path
 
+from emosteer.audio import clipping_summary
 from emosteer.cli._common import add_device, add_force, parse_floats, parse_list
 from emosteer.errors import ConfigError
 
@@ -35,17 +36,24 @@ def register(subparsers) -> None:
         "evaluate", help="objective evaluation of steering on held-out speakers",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", required=True, type=Path, help="embedding store (labelled)")
-    p.add_argument("--axis", required=True, type=Path,
+    p.add_argument("--axis", type=Path, default=None,
                    help="axis directory (with prosody.json for the prosody/both modes)")
+    p.add_argument("--bank", type=Path, default=None,
+                   help="an emotion bank instead of --axis: each emotion is steered to and "
+                        "judged by a multi-class judge trained on the other speakers "
+                        "(default --deltas 0,0.5,1 --modes prosody)")
+    p.add_argument("--emotions", default=None, help="with --bank: these emotions only")
     p.add_argument("--mapper", type=Path, default=None,
                    help="mapper directory (needed for the latent and both modes)")
     p.add_argument("--speakers", required=True,
                    help="held-out speakers, as the store names them (ravdess_07) or bare (07)")
-    p.add_argument("--deltas", default="-1,-0.5,0,0.5,1", help="comma-separated deltas")
-    p.add_argument("--modes", default="latent,prosody,both",
+    p.add_argument("--deltas", default=None,
+                   help="comma-separated deltas (default -1,-0.5,0,0.5,1; 0,0.5,1 with --bank)")
+    p.add_argument("--modes", default=None,
                    help="some of latent,prosody,both, each optionally with its latent decoder "
                         "(differential, the default; envelope; full): e.g. latent,latent:full,"
-                        "both,both:envelope compares decoders on the same clips")
+                        "both,both:envelope compares decoders on the same clips "
+                        "(default latent,prosody,both; prosody with --bank)")
     p.add_argument("--clips-per-speaker", type=int, default=None,
                    help="evaluate this many source clips per speaker (seeded pick; default all)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
@@ -132,18 +140,24 @@ def _judges(value: str | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(j.lower() for j in parse_list(value)))
 
 
+@clipping_summary()  # one line for all clipping files, not one per file
 def run(args: argparse.Namespace) -> int:
     from emosteer.artifacts import refuse_overwrite
     from emosteer.evaluation.evaluate import EVALUATE_JSON, EvaluateConfig, evaluate
 
-    modes = parse_list(args.modes)
+    if (args.axis is None) == (args.bank is None):
+        raise ConfigError("give exactly one of --axis and --bank")
+    if args.bank is not None:
+        return run_bank(args)
+    modes = parse_list(args.modes or "latent,prosody,both")
     if any(m.partition(":")[0] in ("latent", "both") for m in modes) and args.mapper is None:
         raise ConfigError("--modes latent/both need --mapper")
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out}: exists and is not a directory")
     refuse_overwrite(args.out / EVALUATE_JSON, args.force)
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per clip otherwise
-    cfg = EvaluateConfig(speakers=parse_list(args.speakers), deltas=parse_floats(args.deltas),
+    cfg = EvaluateConfig(speakers=parse_list(args.speakers),
+                         deltas=parse_floats(args.deltas or "-1,-0.5,0,0.5,1"),
                          modes=modes, clips_per_speaker=args.clips_per_speaker, seed=args.seed,
                          vocoder=args.vocoder, model=args.model, frames=args.frames,
                          ser=args.ser, asr=args.asr, mos=args.mos,
@@ -155,4 +169,34 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print_report(report, args.out / EVALUATE_JSON)
+    return 0
+
+
+def run_bank(args: argparse.Namespace) -> int:
+    from emosteer.evaluation.bank_eval import (
+        BANK_EVAL_JSON,
+        BankEvalConfig,
+        bank_table,
+        evaluate_bank,
+    )
+
+    modes = tuple(parse_list(args.modes or "prosody"))
+    if any(m.partition(":")[0] in ("latent", "both") for m in modes) and args.mapper is None:
+        raise ConfigError("--modes latent/both need --mapper")
+    judges = _judges(args.judges)
+    cfg = BankEvalConfig(speakers=tuple(parse_list(args.speakers)),
+                         deltas=parse_floats(args.deltas or "0,0.5,1"), modes=modes,
+                         emotions=tuple(parse_list(args.emotions)) if args.emotions else None,
+                         clips_per_speaker=args.clips_per_speaker, vocoder=args.vocoder,
+                         seed=args.seed,
+                         **({} if judges is None else {"judges": judges}))
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    result = evaluate_bank(args.store, args.bank, args.out, cfg, mapper_dir=args.mapper,
+                           device=args.device, force=args.force, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{args.out / BANK_EVAL_JSON}: {len(result['clips'])} clips, "
+          f"{len(result['skipped'])} skipped")
+    print(bank_table(result), end="")
     return 0
