@@ -1,7 +1,7 @@
 """Steering speed: 10 s of speech through encode -> mapper -> vocoder, latent mode.
 
     python benchmarks/steer.py [--seconds 10] [--threads 2] [--device cpu] [--repeats 2]
-                               [--vocoders hifigan-universal,v3] [--bf16]
+                               [--vocoders hifigan-universal,v3] [--bf16] [--emulate-avx2]
 
 The encoder is wav2vec2-base's architecture truncated at layer 5 (random init: speed does not
 depend on the weights; no download), the mapper is MapperConfig's default size. Vocoders are
@@ -14,12 +14,12 @@ as one batch plus the input's mel; full: one pass) and its parts. fp32 always; -
 rows (encoder weights in bf16, mapper and vocoder under autocast), which only pays on hardware
 with native bf16. Real-time factor = audio seconds / wall seconds; > 1 is faster than real
 time. "differential overhead" is the differential steer's wall time over the full one's.
+--emulate-avx2 reruns with the AVX2 kernels only (the project's AVX2-only machines' codepath).
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +32,7 @@ from emosteer.axes import wrap_vector
 from emosteer.embeddings.encoders import load_encoder
 from emosteer.embeddings.fallback import architecture_dir
 from emosteer.errors import EmosteerError
+from emosteer.precision import machine_line, rerun_as_avx2
 from emosteer.steering.steer import SteerConfig, Steerer
 from emosteer.synthesis.hifigan import VERSIONS
 from emosteer.synthesis.mapper import Mapper, MapperConfig
@@ -116,7 +117,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--vocoders", default="hifigan-universal,v3")
     ap.add_argument("--bf16", action="store_true", help="also time bf16")
+    ap.add_argument("--emulate-avx2", action="store_true",
+                    help="rerun with AVX2 kernels only, as on an AVX2-only CPU")
     args = ap.parse_args()
+    if args.emulate_avx2:
+        rerun_as_avx2()
     torch.set_num_threads(args.threads)
     wav, what = speech(args.seconds)
     secs = len(wav) / SAMPLE_RATE
@@ -135,9 +140,9 @@ def main() -> None:
                 voc, label = vocoder(name, args.device)
                 st = Steerer(axis, encoder=enc, mapper=mapper, vocoder=voc, bf16=bf16)
                 rows += bench(st, wav, label, precision, args.repeats)
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, {secs:.1f} s of {what}, "
-          f"wav2vec2-base layer {LAYER} (random init), best of {args.repeats}\n")
+    print(f"machine: {machine_line()}")
+    print(f"device {args.device}, {secs:.1f} s of {what}, wav2vec2-base layer {LAYER} "
+          f"(random init), best of {args.repeats}\n")
     print("| vocoder | precision | decode | steer total (x RT) | encoder | prosody tracks | "
           "mapper | input mel | vocoder | differential overhead |")
     print("|---|---|---|---|---|---|---|---|---|---|")
