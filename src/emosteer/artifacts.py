@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import tempfile
+import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,8 +40,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the kernel reports it (Linux 4.7+):
+    setting it to read it back would, for a moment, apply umask 0 to files other threads
+    create."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically. On failure (full disk, say) the old file is intact."""
+    """Write `data` to `path` atomically. On failure (full disk, say) the old file is intact.
+    The file gets the mode a plain open() would give it (0666 less the umask), not mkstemp's
+    private 0600."""
     path = Path(path)
     try:  # a full disk or a read-only directory can already fail here
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +68,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         raise ArtifactError(f"{path}: could not write ({e.strerror or e})") from e
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -114,9 +134,40 @@ def _dataclass_of(tp: Any) -> type | None:
     return None
 
 
+def _scalar_kinds(tp: Any) -> set[type]:
+    """The plain scalar types (int, float, bool, str) a field annotation allows, beside None."""
+    if tp in (int, float, bool, str):
+        return {tp}
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return set().union(*(_scalar_kinds(a) for a in args)) if args else set()
+    return set()
+
+
+def _check_number(source: str, where: str, hint: Any, v: Any) -> None:
+    """Numbers in a loaded artifact must be finite, and whole where the field is an int: JSON
+    (and Python's json module) let NaN, Infinity and 1e999 through, and every later use of such
+    a number fails far from the file it came from, or not at all."""
+    if isinstance(v, (list, tuple)):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        for i, x in enumerate(v):
+            _check_number(source, f"{where}[{i}]", args[0] if len(args) == 1 else None, x)
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return
+    if not np.isfinite(v):
+        raise ArtifactError(f"{source}: {where} is {v}, expected a finite number")
+    kinds = _scalar_kinds(hint)
+    if kinds and int in kinds and not kinds & {float} and isinstance(v, float) \
+            and not v.is_integer():
+        raise ArtifactError(f"{source}: {where} is {v}, expected a whole number")
+
+
 def config_from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config") -> T:
     """Build frozen dataclass `cls` from a dict, rejecting unknown keys (no silent drift).
-    Fields typed as a dataclass (or an optional one) are built from nested dicts the same way."""
+    Fields typed as a dataclass (or an optional one) are built from nested dicts the same way.
+    Every number must be finite (and whole for an int field); what the dataclass itself rejects
+    is an ArtifactError naming `source`."""
     if not isinstance(data, Mapping):
         raise ArtifactError(f"{source}: expected an object for {cls.__name__}, got "
                             f"{type(data).__name__}")
@@ -135,14 +186,20 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], source: str = "confi
             sub = _dataclass_of(hints.get(f.name))
             if sub is not None and isinstance(v, Mapping):
                 v = config_from_dict(sub, v, source=f"{source}: {f.name}")
-            # JSON has no tuples; frozen configs use tuples for sequences.
-            elif isinstance(v, list) and "tuple" in str(hints.get(f.name, f.type)):
-                v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+            else:
+                _check_number(source, f"{cls.__name__}.{f.name}", hints.get(f.name), v)
+                # JSON has no tuples; frozen configs use tuples for sequences.
+                if isinstance(v, list) and "tuple" in str(hints.get(f.name, f.type)):
+                    v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
             kwargs[f.name] = v
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ArtifactError(f"{source}: invalid {cls.__name__}: {e}") from e
+    except ArtifactError:
+        raise
+    except EmosteerError as e:  # a config's own check (ConfigError) does not know the file
+        raise ArtifactError(f"{source}: {e}") from e
 
 
 def nest_flat(data: Mapping[str, Any], name: str, moves: Mapping[str, str],

@@ -14,6 +14,8 @@ All core functions are pure over arrays (X (N, D), speakers (N,), emotions (N,))
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +62,19 @@ class AxisConfig:
     speakers: tuple[str, ...] = ()
     origin: str = "store"  # "store": computed here; "npy": a wrapped bare vector
     emosteer_version: str = __version__
+
+    def __post_init__(self) -> None:
+        def whole(v) -> bool:
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        if not whole(self.dim) or self.dim <= 0:
+            raise ConfigError(f"AxisConfig.dim {self.dim}: expected a positive integer")
+        if not whole(self.layer) or self.layer < 0:
+            raise ConfigError(f"AxisConfig.layer {self.layer}: expected a non-negative integer")
+        for name in ("sample_rate", "frame_rate"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"AxisConfig.{name} {v}: expected a positive number")
 
     @staticmethod
     def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,7 +133,7 @@ def speaker_differences(X, speakers, emotions, source: str, target: str
         log.info("axis %s->%s: skipped %d speaker(s) lacking one emotion: %s",
                  source, target, len(skipped), ", ".join(skipped))
     if not used:
-        present = sorted(set(emotions))
+        present = sorted(set(emotions.tolist()))  # plain str: no np.str_(...) in the message
         raise ConfigError(f"no speaker has both {source!r} and {target!r} clips "
                           f"(emotions present: {present})")
     return tuple(used), np.stack(diffs)
@@ -169,7 +184,7 @@ def holdout_scores(X, speakers, emotions, source: str, target: str, test_speaker
     speakers = np.asarray(speakers).astype(str)
     emotions = np.asarray(emotions).astype(str)
     test = np.isin(speakers, np.asarray(list(test_speakers), dtype=str))
-    unknown = set(test_speakers) - set(speakers)
+    unknown = {str(s) for s in test_speakers} - set(speakers.tolist())
     if unknown:
         raise ConfigError(f"held-out speakers not in the data: {sorted(unknown)}")
     if test.all():
@@ -218,12 +233,15 @@ class EmotionAxis:
     path: Path | None = field(default=None, repr=False, compare=False)  # where it was loaded from
 
     def __post_init__(self) -> None:
+        # Loaded from disk, the message names the files; built in memory, there are none.
+        where = f"{self.path / AXIS_TENSORS}: " if self.path is not None else ""
+        config = f"{self.path / AXIS_JSON}" if self.path is not None else "config"
         self.vector = np.asarray(self.vector, dtype=np.float32).reshape(-1)
         if self.vector.shape[0] != self.config.dim:
-            raise ArtifactError(f"axis vector has {self.vector.shape[0]} dims, config says "
-                                f"{self.config.dim}")
+            raise ArtifactError(f"{where}axis vector has {self.vector.shape[0]} dims, {config} "
+                                f"says {self.config.dim}")
         if not np.all(np.isfinite(self.vector)) or np.linalg.norm(self.vector) < MIN_NORM:
-            raise ArtifactError("axis vector is zero or not finite")
+            raise ArtifactError(f"{where}axis vector is zero or not finite")
 
     @property
     def unit(self) -> np.ndarray:
@@ -281,10 +299,39 @@ class EmotionAxis:
             raise ArtifactError(f"{meta_path}: 'config' is not an object")
         cfg = config_from_dict(AxisConfig, AxisConfig.migrate(meta["config"]),
                                source=str(meta_path))
+        diagnostics = meta.get("diagnostics") or {}
+        if not isinstance(diagnostics, dict):
+            raise ArtifactError(f"{meta_path}: 'diagnostics' is not an object")
+        _check_diagnostics(meta_path, diagnostics)
         tensors = load_tensors(path / AXIS_TENSORS)
         if "vector" not in tensors:
             raise ArtifactError(f"{path / AXIS_TENSORS}: no 'vector' tensor")
-        return cls(tensors["vector"], cfg, dict(meta.get("diagnostics") or {}), path=path)
+        if tensors["vector"].ndim != 1:
+            raise ArtifactError(f"{path / AXIS_TENSORS}: 'vector' has shape "
+                                f"{tensors['vector'].shape}, expected ({cfg.dim},)")
+        return cls(tensors["vector"], cfg, dict(diagnostics), path=path)
+
+
+def _check_diagnostics(meta_path: Path, diagnostics: dict) -> None:
+    """Every number in axis.json's diagnostics finite (None stands for an undefined one, as
+    written); the calibration, which scales every push, positive. A NaN calibration would turn
+    every steered frame into NaN without a word."""
+    def walk(v, where: str) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{where}.{k}")
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, f"{where}[{i}]")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v):
+            raise ArtifactError(f"{meta_path}: {where} is {v}, expected a finite number")
+
+    walk(diagnostics, "diagnostics")
+    cal = diagnostics.get("calibration")
+    if cal is not None and (isinstance(cal, bool) or not isinstance(cal, (int, float))
+                            or not cal > 0):
+        raise ArtifactError(f"{meta_path}: diagnostics.calibration is {cal!r}, expected a "
+                            "positive number (the shift along the axis that delta 1 stands for)")
 
 
 def _identity(model: str | EncoderIdentity) -> EncoderIdentity:

@@ -92,12 +92,13 @@ def split_by_speaker(speakers: Sequence[str], val_speakers: Sequence[str] | None
     if val_speakers:
         unknown = sorted(set(val_speakers) - set(distinct))
         if unknown:
-            raise ConfigError(f"validation speakers not in the data: {unknown}")
+            raise ConfigError(f"validation speakers not in the data: {[str(s) for s in unknown]}")
         held = set(val_speakers)
     else:
         if len(distinct) < 2:
             raise ConfigError(
-                f"a speaker-disjoint validation split needs at least 2 speakers, got {distinct}"
+                "a speaker-disjoint validation split needs at least 2 speakers, got "
+                f"{[str(s) for s in distinct]}"  # str: no np.str_('a') in the message
             )
         n_val = min(len(distinct) - 1, max(1, round(len(distinct) * val_fraction)))
         order = np.random.default_rng(seed).permutation(len(distinct))

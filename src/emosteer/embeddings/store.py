@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import math
+import numbers
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
 
 from emosteer import __version__
 from emosteer.artifacts import (
@@ -41,6 +45,8 @@ from emosteer.artifacts import (
 from emosteer.audio import SAMPLE_RATE, SSL_FRAME_RATE
 from emosteer.embeddings.encoders import EncoderIdentity
 from emosteer.errors import ArtifactError, ConfigError
+
+log = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "energy", "norm", "voiced")
 INDEX_FIELDS = ("utt_id", "path", "speaker", "emotion", "sentence", "corpus", "intensity",
@@ -80,6 +86,17 @@ class StoreConfig:
         if not set(self.frame_layers) <= set(self.layers):
             raise ConfigError(f"frame layers {list(self.frame_layers)} must be among the "
                               f"extracted layers {list(self.layers)}")
+        def whole(v) -> bool:
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        if not self.layers or any(not whole(k) or k < 0 for k in self.layers):
+            raise ConfigError(f"layers {list(self.layers)}: expected non-negative layer numbers")
+        if not whole(self.hidden_size) or self.hidden_size <= 0:
+            raise ConfigError(f"hidden_size {self.hidden_size}: expected a positive integer")
+        for name in ("sample_rate", "frame_rate", "chunk_seconds", "context_seconds"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name} {v}: expected a positive number")
 
     @staticmethod
     def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,6 +146,72 @@ def write_store(out_dir: str | os.PathLike, config: StoreConfig, index: Sequence
     return out_dir
 
 
+def check_item(path: Path, utt_id: str, config: StoreConfig) -> str | None:
+    """Why the per-utterance item at `path` cannot be reused (None: it can): unreadable or
+    truncated safetensors, another utterance's, or keys, shapes or numbers that do not fit
+    `config`. A resumed extraction redoes such items instead of trusting that a file exists."""
+    if not path.is_file():
+        return "missing"
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            keys = set(f.keys())
+            pooled = f.get_tensor("pooled") if "pooled" in keys else None
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in keys}
+    except (SafetensorError, OSError, ValueError) as e:
+        return f"not a readable safetensors file ({e})"
+    if meta.get("utt_id") != utt_id:
+        return f"belongs to {meta.get('utt_id')!r}, not {utt_id!r}"
+    try:
+        n_frames, duration = int(meta["n_frames"]), float(meta["duration_s"])
+    except (KeyError, ValueError):
+        return "metadata lacks n_frames or duration_s"
+    if n_frames < 0 or not (math.isfinite(duration) and duration >= 0):
+        return f"metadata n_frames {n_frames}, duration_s {duration} out of range"
+    want = {"pooled"} | {f"frames_{k}" for k in config.frame_layers}
+    if keys != want:
+        return f"tensors {sorted(keys)}, expected {sorted(want)}"
+    want_pooled = (len(config.layers), config.hidden_size)
+    if shapes["pooled"] != want_pooled:
+        return f"pooled shape {shapes['pooled']}, expected {want_pooled}"
+    for k in config.frame_layers:
+        if shapes[f"frames_{k}"] != (n_frames, config.hidden_size):
+            return (f"frames_{k} shape {shapes[f'frames_{k}']}, expected "
+                    f"({n_frames}, {config.hidden_size})")
+    if not np.all(np.isfinite(pooled)):
+        return "pooled vector is not finite"
+    return None
+
+
+def reusable_item(path: Path, utt_id: str, config: StoreConfig) -> bool:
+    """Whether a resumed extraction may keep the item at `path`; a bad one is removed (and
+    logged, naming it) so that it is encoded again."""
+    why = check_item(path, utt_id, config)
+    if why is None:
+        return True
+    if why != "missing":
+        log.warning("%s (%s): %s; encoding it again", path, utt_id, why)
+        path.unlink(missing_ok=True)
+    return False
+
+
+def _check_index(path: Path, index: list) -> None:
+    """index.json rows: objects with a string utt_id (unique), numbers finite and >= 0."""
+    seen: set[str] = set()
+    for i, row in enumerate(index):
+        if not isinstance(row, dict) or not isinstance(row.get("utt_id"), str):
+            raise ArtifactError(f"{path}: row {i} is not an object with a string utt_id")
+        if row["utt_id"] in seen:
+            raise ArtifactError(f"{path}: row {i} repeats utt_id {row['utt_id']!r}")
+        seen.add(row["utt_id"])
+        for key in ("n_frames", "duration_s"):
+            v = row.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v) or v < 0):
+                raise ArtifactError(f"{path}: row {i} ({row['utt_id']}): {key} {v!r} is not a "
+                                    "non-negative number")
+
+
 class EmbeddingStore:
     """Read access to a finished store (see module docstring for the layout)."""
 
@@ -154,10 +237,9 @@ class EmbeddingStore:
         skipped = read_json(root / "skipped.json") if (root / "skipped.json").is_file() else []
         if not isinstance(index, list):
             raise ArtifactError(f"{root / 'index.json'}: expected a list of rows")
-        for i, row in enumerate(index):
-            if not isinstance(row, dict) or not isinstance(row.get("utt_id"), str):
-                raise ArtifactError(f"{root / 'index.json'}: row {i} is not an object with a "
-                                    "string utt_id")
+        _check_index(root / "index.json", index)
+        if not isinstance(skipped, list):
+            raise ArtifactError(f"{root / 'skipped.json'}: expected a list of skipped files")
         return cls(root, config, index, skipped)
 
     def __len__(self) -> int:
@@ -175,9 +257,14 @@ class EmbeddingStore:
         if self._pooled is None:
             self._pooled = load_tensors(self.root / "pooled.safetensors")
         arr = self._pooled.get(layer_key(layer))
-        if arr is None or arr.shape[0] != len(self.index):
-            raise ArtifactError(f"{self.root / 'pooled.safetensors'}: layer {layer} missing or "
-                                f"not {len(self.index)} rows")
+        where = self.root / "pooled.safetensors"
+        if arr is None or arr.ndim != 2 or arr.shape[0] != len(self.index):
+            raise ArtifactError(f"{where}: layer {layer} missing or not {len(self.index)} rows")
+        if arr.shape[1] != self.config.hidden_size:
+            raise ArtifactError(f"{where}: layer {layer} has {arr.shape[1]} dims, "
+                                f"{self.root / 'store.json'} says {self.config.hidden_size}")
+        if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)):
+            raise ArtifactError(f"{where}: layer {layer} holds non-finite or non-float values")
         return arr
 
     def labels(self, key: str) -> np.ndarray:
@@ -197,7 +284,13 @@ class EmbeddingStore:
         t = load_tensors(item)
         if f"frames_{layer}" not in t:
             raise ArtifactError(f"{item}: frames of layer {layer} missing")
-        return t[f"frames_{layer}"].astype(np.float32)
+        frames = t[f"frames_{layer}"]
+        if frames.ndim != 2 or frames.shape[1] != self.config.hidden_size:
+            raise ArtifactError(f"{item}: frames of layer {layer} have shape {frames.shape}, "
+                                f"expected (T, {self.config.hidden_size})")
+        if not np.all(np.isfinite(frames)):
+            raise ArtifactError(f"{item}: frames of layer {layer} are not finite")
+        return frames.astype(np.float32)
 
 
 def _utt_id(row: Mapping[str, str], i: int) -> str:
@@ -224,6 +317,9 @@ def import_embeddings(npy: str | os.PathLike, index_csv: str | os.PathLike, laye
         raise ArtifactError(f"{npy}: not a numpy array file ({e})") from e
     if X.ndim != 2 or not np.issubdtype(X.dtype, np.floating) or not np.all(np.isfinite(X)):
         raise ArtifactError(f"{npy}: expected a finite 2-D float matrix, got {X.dtype} {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ArtifactError(f"{npy}: the matrix is empty ({X.shape[0]} vectors of dim "
+                            f"{X.shape[1]}); expected (N, D) with N, D >= 1")
     try:
         with open(index_csv, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))

@@ -168,8 +168,10 @@ def select(speakers, emotions, chosen) -> np.ndarray:
 def default_pairs(present: tuple[str, ...], reference: str | None
                   ) -> tuple[str, tuple[tuple[str, str], ...]]:
     """Every emotion against the reference (default neutral, else the first one given)."""
+    present = tuple(str(e) for e in present)  # plain str: no np.str_(...) in messages
     if reference is None:
         reference = "neutral" if "neutral" in present else present[0]
+    reference = str(reference)
     if reference not in present:
         raise ConfigError(f"--reference {reference!r} not among the emotions {list(present)}")
     return reference, tuple((reference, e) for e in present if e != reference)
@@ -197,11 +199,12 @@ def probe_arrays(layers: dict[int, np.ndarray], speakers, emotions, emotions_cho
     keep = select(speakers, emotions, emotions_chosen)
     speakers = np.asarray(speakers).astype(str)[keep]
     emotions = np.asarray(emotions).astype(str)[keep]
-    present = tuple(e for e in (emotions_chosen or sorted(set(emotions))))
-    missing = set(present) - set(emotions)
+    available = sorted(set(emotions.tolist()))  # plain str: no np.str_(...) in messages
+    present = tuple(str(e) for e in (emotions_chosen or available))
+    missing = set(present) - set(available)
     if missing or len(present) < 2:
         raise ConfigError(f"need 2+ emotions present; missing {sorted(missing)}, "
-                          f"available {sorted(set(emotions))}")
+                          f"available {available}")
     ref, pairs = default_pairs(present, reference)
     cfg = ProbeConfig(emotions=present, reference=ref, pairs=pairs, n_boot=n_boot, seed=seed)
     out = {"config": cfg, "n_clips": int(keep.sum()),

@@ -238,10 +238,33 @@ def load_mapper(path: str | Path, device: str = "cpu") -> Mapper:
     if not path.is_dir():
         raise ArtifactError(f"{path}: not a mapper directory (expected {CONFIG_FILE} + {WEIGHTS_FILE})")
     cfg = load_config(MapperConfig, path / CONFIG_FILE)
+    if not (math.isfinite(cfg.in_rate) and cfg.in_rate > 0):
+        raise ArtifactError(f"{path / CONFIG_FILE}: in_rate {cfg.in_rate} is not a positive "
+                            "frame rate")
     try:
         state = load_file(str(path / WEIGHTS_FILE))
     except (SafetensorError, OSError, ValueError, FileNotFoundError) as e:
         raise ArtifactError(f"{path / WEIGHTS_FILE}: not readable mapper weights ({e})") from e
+    # The sizes the config claims, checked against the weights before the model is built: a
+    # mapper.json saying hidden 10^9 must not allocate first and fail after.
+    for key, want in (("in_proj.weight", (cfg.hidden, cfg.in_dim, 1)),
+                      ("out_proj.weight", (cfg.n_mels, cfg.hidden, 1))):
+        got = tuple(state[key].shape) if key in state else None
+        if got != want:
+            raise ArtifactError(f"{path / WEIGHTS_FILE}: weights do not match {CONFIG_FILE}: "
+                                f"{key} has shape {got}, {path / CONFIG_FILE} says {want} "
+                                f"(in_dim {cfg.in_dim}, hidden {cfg.hidden}, n_mels {cfg.n_mels})")
+    for prefix, want, name in (("blocks.", cfg.n_blocks, "n_blocks"),
+                               ("transformer.layers.", cfg.n_transformer_layers,
+                                "n_transformer_layers")):
+        got = len({k[len(prefix):].split(".")[0] for k in state if k.startswith(prefix)})
+        if got != want:
+            raise ArtifactError(f"{path / WEIGHTS_FILE}: weights do not match {CONFIG_FILE}: "
+                                f"{got} {prefix[:-1]}, {path / CONFIG_FILE} says {name} {want}")
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all())
+    if bad:
+        raise ArtifactError(f"{path / WEIGHTS_FILE}: non-finite weights in {', '.join(bad[:5])}"
+                            f"{' ...' if len(bad) > 5 else ''}")
     model = Mapper(cfg)
     model.path = path  # named in identity errors
     try:
