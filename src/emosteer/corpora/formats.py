@@ -17,6 +17,7 @@ a corpus with no usable file is a CorpusError.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import os
@@ -51,7 +52,9 @@ _LOOKUP = {alias: canon for canon, al in _ALIASES.items() for alias in (canon, *
 
 @dataclass(frozen=True)
 class Utterance:
-    """One labelled recording. `utt_id` is unique and stable: `<corpus>/<file stem>`."""
+    """One labelled recording. `utt_id` is unique and stable: `<corpus>/<file stem>`, or for a
+    manifest's files that share a stem, `<corpus>/<path from the manifest's folder>` (see
+    `read_manifest`)."""
 
     utt_id: str
     path: Path
@@ -191,14 +194,55 @@ def _manifest_path(root: Path) -> Path:
     return root
 
 
+def _manifest_ids(entries: list[tuple[str, Path]], base: Path) -> list[str]:
+    """Unique ids for distinct (corpus, file) pairs. A stem unique within its corpus keeps the
+    folder adapters' `<corpus>/<stem>` (so stores of RAVDESS- or CREMA-D-named clips stay
+    compatible); stems shared by several files (spk1/000.flac, spk2/000.flac) take the path
+    from the manifest's folder without the suffix (with it where only the suffix differs), and
+    files outside that folder the stem plus a hash of the absolute path."""
+    def count(keys) -> dict:
+        n: dict = {}
+        for k in keys:
+            n[k] = n.get(k, 0) + 1
+        return n
+
+    def relative(audio: Path) -> str | None:
+        try:
+            return audio.relative_to(base).as_posix()
+        except ValueError:
+            return None
+
+    def without_suffix(rel: str, audio: Path) -> str:
+        return rel[:len(rel) - len(audio.suffix)] if audio.suffix else rel
+
+    stems = count((corpus, audio.stem) for corpus, audio in entries)
+    rels = {audio: relative(audio) for _, audio in entries}
+    bare = count((corpus, without_suffix(rels[audio], audio)) for corpus, audio in entries
+                 if stems[corpus, audio.stem] > 1 and rels[audio] is not None)
+    ids = []
+    for corpus, audio in entries:
+        rel = rels[audio]
+        if stems[corpus, audio.stem] == 1:
+            ids.append(f"{corpus}/{audio.stem}")
+        elif rel is None:
+            digest = hashlib.sha1(str(audio).encode("utf-8")).hexdigest()[:8]
+            ids.append(f"{corpus}/{audio.stem}-{digest}")
+        else:
+            short = without_suffix(rel, audio)
+            ids.append(f"{corpus}/{short if bare[corpus, short] == 1 else rel}")
+    return ids
+
+
 def read_manifest(path: str | os.PathLike) -> tuple[list[Utterance], list[tuple[Path, str]]]:
     """Parse a CSV manifest (path, speaker, emotion[, sentence][, corpus|dataset][, intensity]
     [, text]).
 
-    utt_id is `<corpus>/<file stem>` (corpus from a corpus/dataset column, else 'csv'), so
-    file stems must be unique within a corpus.
+    utt_id is `<corpus>/<file stem>` (corpus from a corpus/dataset column, else 'csv') when the
+    stem is unique within the corpus, else `<corpus>/<path relative to the manifest's folder,
+    without its suffix>` (see `_manifest_ids`): every listed file gets its own id.
     Returns (utterances sorted by utt_id, skipped rows as (path, reason)). Rows with a missing
-    file, an empty field or an unknown emotion are skipped; structural problems are CorpusErrors.
+    file, an empty field or an unknown emotion are skipped, and so is a row listing a file an
+    earlier row already listed (a duplicate, reported); structural problems are CorpusErrors.
     """
     path = _manifest_path(Path(path))
     try:
@@ -220,8 +264,8 @@ def read_manifest(path: str | os.PathLike) -> tuple[list[Utterance], list[tuple[
     if missing:
         raise CorpusError(f"{path}: manifest needs columns path, speaker, emotion; missing "
                           f"{', '.join(sorted(missing))}")
-    base = path.parent
-    utts: dict[str, Utterance] = {}
+    base = Path(os.path.normpath(path.parent.absolute()))
+    kept: dict[tuple[str, Path], tuple[int, dict]] = {}  # (corpus, file) -> (line, row)
     skipped: list[tuple[Path, str]] = []
     for line, raw in enumerate(rows, start=2):
         row = {k.strip().lower(): (v or "").strip() for k, v in raw.items()
@@ -240,39 +284,47 @@ def read_manifest(path: str | os.PathLike) -> tuple[list[Utterance], list[tuple[
             skipped.append((where, str(e)))
             continue
         corpus = row.get("corpus") or row.get("dataset") or "csv"
-        # Same id scheme as the folder adapters, so a manifest and a scan of one corpus agree.
-        utt_id = f"{corpus}/{audio.stem}"
-        if utt_id in utts:
-            skipped.append((where, f"utt_id {utt_id} duplicates {utts[utt_id].path}"))
+        if (corpus, audio) in kept:
+            skipped.append((where, f"duplicate: {audio} is already listed on line "
+                                   f"{kept[corpus, audio][0]}"))
             continue
-        utts[utt_id] = Utterance(utt_id=utt_id, path=audio, speaker=row["speaker"],
-                                 emotion=emotion, corpus=corpus,
-                                 sentence=row.get("sentence") or None,
-                                 intensity=row.get("intensity") or None,
-                                 text=row.get("text") or None)
-    return sorted(utts.values(), key=lambda u: u.utt_id), skipped
+        kept[corpus, audio] = (line, {**row, "emotion": emotion})
+    # Same id scheme as the folder adapters where stems are unique, so a manifest and a scan
+    # of one corpus agree; files that share a stem still get one id each.
+    ids = _manifest_ids(list(kept), base)
+    utts = [Utterance(utt_id=utt_id, path=audio, speaker=row["speaker"],
+                      emotion=row["emotion"], corpus=corpus,
+                      sentence=row.get("sentence") or None,
+                      intensity=row.get("intensity") or None, text=row.get("text") or None)
+            for utt_id, ((corpus, audio), (_, row)) in zip(ids, kept.items(), strict=True)]
+    return sorted(utts, key=lambda u: u.utt_id), skipped
 
 
-def scan_corpus(root: str | os.PathLike, format: str) -> list[Utterance]:
+def scan_corpus(root: str | os.PathLike, format: str,
+                skipped: list[tuple[Path, str]] | None = None) -> list[Utterance]:
     """All usable utterances of the corpus at `root` (a directory, or a CSV for format 'csv').
 
-    Sorted by utt_id. Badly named files are logged in one warning and skipped; CorpusError if
-    `root` is missing, `format` unknown, or nothing usable is found."""
+    Sorted by utt_id. Badly named files, duplicates and a manifest's missing files are logged
+    in one warning and skipped (and appended to `skipped` as (path, reason), for a batch
+    command's count); CorpusError if `root` is missing, `format` unknown, or nothing usable is
+    found."""
     root = Path(root)
     if format not in FORMATS:
         raise CorpusError(f"unknown corpus format {format!r} (choose from {', '.join(FORMATS)})")
     if not root.exists():
         raise CorpusError(f"{root}: not found")
     if format == "csv":
-        utts, skipped = read_manifest(root)
+        utts, passed = read_manifest(root)
     else:
         if not root.is_dir():
             raise CorpusError(f"{root}: not a directory (format {format} scans a corpus folder)")
-        utts, skipped = _scan_dir(root, format)
-    _report_skipped(root, skipped)
+        utts, passed = _scan_dir(root, format)
+    _report_skipped(root, passed)
+    if skipped is not None:
+        skipped.extend(passed)
     if not utts:
         raise CorpusError(f"{root}: no usable {format} audio files found"
-                          + (f" ({len(skipped)} skipped)" if skipped else ""))
+                          + (f" ({len(passed)} skipped)" if passed else ""))
     return utts
 
 

@@ -49,6 +49,7 @@ from emosteer.embeddings.store import (
     EmbeddingStore,
     StoreConfig,
     clear_store,
+    reusable_item,
     write_store,
 )
 from emosteer.errors import ArtifactError, AudioError, ConfigError, EmosteerError
@@ -185,9 +186,12 @@ def _groups(utterances, long_seconds: float) -> list[tuple[bool, list[int]]]:
 def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.PathLike,
                   pooling: str = "mean", frame_layers: Sequence[int] = (), batch_size: int = 1,
                   force: bool = False, long_seconds: float = LONG_SECONDS,
-                  progress: bool = True, dist=None) -> EmbeddingStore:
+                  progress: bool = True, dist=None,
+                  skipped_files: Sequence[tuple] = ()) -> EmbeddingStore:
     """Encode `utterances` (objects with utt_id, path, speaker, emotion, corpus, sentence,
     intensity) with `encoder` into a store at `out_dir`, resuming an unfinished run there.
+    `skipped_files`: (path, reason) of files left out before extraction (the corpus scan's
+    skips and duplicates), listed in skipped.json with the files that fail here.
     `dist` (emosteer.distributed.Dist) shards the work across processes; None is one process."""
     from tqdm import tqdm
 
@@ -213,7 +217,7 @@ def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.Path
     items = out_dir / ITEMS_DIR
     mine = set(dist.shard(len(utterances)))
     done = {i for i, u in enumerate(utterances)
-            if i in mine and (items / _item_name(u.utt_id)).is_file()}
+            if i in mine and reusable_item(items / _item_name(u.utt_id), u.utt_id, config)}
     skipped: dict[int, str] = {}
     new = 0
     bar = tqdm(total=len(mine), initial=len(done), disable=not (progress and dist.is_main),
@@ -273,11 +277,11 @@ def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.Path
         for msg in merged.values():
             log.warning("skipped %s", msg)
     if not dist.distributed:
-        return _consolidate(out_dir, config, utterances, merged)
+        return _consolidate(out_dir, config, utterances, merged, skipped_files)
     error = None
     if dist.is_main:
         try:
-            _consolidate(out_dir, config, utterances, merged)
+            _consolidate(out_dir, config, utterances, merged, skipped_files)
         except EmosteerError as e:
             error = e
     failed = dist.gather(None if error is None else str(error))[0]
@@ -288,7 +292,8 @@ def extract_store(utterances: Sequence, encoder: Encoder, out_dir: str | os.Path
     return EmbeddingStore.open(out_dir)
 
 
-def _consolidate(out_dir: Path, config: StoreConfig, utterances, skipped: dict[int, str]):
+def _consolidate(out_dir: Path, config: StoreConfig, utterances, skipped: dict[int, str],
+                 skipped_files: Sequence[tuple] = ()):
     items = out_dir / ITEMS_DIR
     index, pooled = [], []
     for i, u in enumerate(utterances):
@@ -318,6 +323,7 @@ def _consolidate(out_dir: Path, config: StoreConfig, utterances, skipped: dict[i
     by_layer = {k: stacked[:, j] for j, k in enumerate(config.layers)}
     skipped_rows = [{"utt_id": utterances[i].utt_id, "path": str(utterances[i].path),
                      "error": msg} for i, msg in sorted(skipped.items())]
+    skipped_rows += [{"utt_id": None, "path": str(p), "error": why} for p, why in skipped_files]
     write_store(out_dir, config, index, by_layer, skipped_rows)
     return EmbeddingStore.open(out_dir)
 
@@ -341,7 +347,8 @@ def extract_corpus(root: str | os.PathLike, format: str, model: str | os.PathLik
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: exists and is not a directory")
-    utts = scan_corpus(root, format)
+    scan_skipped: list = []  # counted in skipped.json and the summary with extraction's own
+    utts = scan_corpus(root, format, skipped=scan_skipped)
     if emotions:
         utts = [u for u in utts if u.emotion in emotions]
     if speakers:
@@ -358,5 +365,6 @@ def extract_corpus(root: str | os.PathLike, format: str, model: str | os.PathLik
         raise ConfigError(f"frame layers {list(frame_layers)}: must be among the layers "
                           f"{list(encoder.layers)}")
     store = extract_store(utts, encoder, out_dir, pooling=pooling, frame_layers=frame_layers,
-                          batch_size=batch_size, force=force, progress=progress, dist=dist)
+                          batch_size=batch_size, force=force, progress=progress, dist=dist,
+                          skipped_files=scan_skipped)
     return store if dist.is_main else None
