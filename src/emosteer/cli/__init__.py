@@ -34,9 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# A value like "-1,-0.5,0" starts with "-", so argparse would read it as an option. Such a
-# number list is glued to the flag before it ("--deltas=-1,...") so "--deltas -1,0,1" works too.
-_NUMBER_LIST = re.compile(r"^-\d*\.?\d+(,\s*-?\d*\.?\d+)*,?$")
+# A value like "-1,-0.5,0" starts with "-", so argparse would read it as an option (and it only
+# takes a lone "-1" or "-.5" as a number, not "-1e-3", "-1." or "-inf"). Such a number, or a
+# list of them, is glued to the flag before it ("--deltas=-1,...") so "--delta -1e-3" and
+# "--deltas -1,0,1" work too; "-inf" and "-nan" reach the flag's own check, which says why
+# they are refused.
+_NUMBER = r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf(inity)?|nan"
+_NUMBER_LIST = re.compile(rf"^-({_NUMBER})(,\s*[-+]?({_NUMBER}))*,?$", re.IGNORECASE)
 
 
 def _glue_number_lists(argv: list[str]) -> list[str]:

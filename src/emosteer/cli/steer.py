@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from emosteer.bank.bank import bank_steerer
+from emosteer.audio import check_readable
 from emosteer.cli._common import add_device, add_force, parse_floats
 from emosteer.errors import ConfigError
 
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from emosteer.steering.steer import SteerConfig, check_delta
     from emosteer.steering.stream import StreamConfig
 
+    check_readable(Path(args.input))  # a missing input is known before seconds of model loading
     if args.strength is not None:  # --strength is --delta under the name a bank's user knows
         if args.delta is not None:
             raise ConfigError("give --delta or --strength, not both")
