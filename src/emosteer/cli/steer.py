@@ -6,8 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from emosteer.bank.bank import bank_steerer
 from emosteer.audio import check_readable
+from emosteer.bank.bank import bank_steerer
 from emosteer.cli._common import add_device, add_force, parse_floats
 from emosteer.errors import ConfigError
 
