@@ -55,6 +55,7 @@ from emosteer.audio import (
     audio_info,
     iter_audio_chunks,
 )
+from emosteer.embeddings.hub import KNOWN_ARCHITECTURES, architecture_config, hub_reachable
 from emosteer.errors import ArtifactError, AudioError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -422,11 +423,11 @@ def _resolve_layers(layers: Sequence[int] | None, num_layers: int, name: str) ->
     return layers
 
 
-def _do_normalize(name_or_path: str) -> bool:
+def _do_normalize(name_or_path: str, local_files_only: bool = False) -> bool:
     from transformers import AutoFeatureExtractor
 
     try:
-        fe = AutoFeatureExtractor.from_pretrained(name_or_path)
+        fe = AutoFeatureExtractor.from_pretrained(name_or_path, local_files_only=local_files_only)
     except (OSError, ValueError) as e:
         log.warning("%s: no feature extractor config (%s); normalising input per utterance",
                     name_or_path, str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -447,9 +448,22 @@ def load_encoder(name_or_path: str | os.PathLike, layers: Sequence[int] | None =
     name = str(name_or_path)
     if int8 and (bf16 or torch.device(device).type != "cpu"):
         raise ConfigError("int8: CPU only and not with bf16 (quantised kernels exist only on CPU)")
+    # A hub id with the hub out of reach: one short probe says so (transformers would retry for
+    # ~27 s), then only the local cache is read, and a random-init control of a standard
+    # checkpoint is built from its known architecture, which needs no download.
+    offline = not os.path.exists(name) and not hub_reachable()
+    normalize = None
     try:
-        hf_cfg = AutoConfig.from_pretrained(name)
+        if offline and random_init and name in KNOWN_ARCHITECTURES:
+            hf_cfg, normalize = architecture_config(name)
+        else:
+            hf_cfg = AutoConfig.from_pretrained(name, local_files_only=offline)
     except (OSError, ValueError) as e:
+        if offline:
+            raise ConfigError(
+                f"{name}: not a model directory, and the model hub is not reachable with no "
+                "copy in the local cache; give a local checkpoint directory (a --random-init "
+                f"control needs no download for {', '.join(sorted(KNOWN_ARCHITECTURES))})") from e
         raise ConfigError(f"{name}: not a model directory or reachable hub id ({e})") from e
     if hf_cfg.model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(f"{name}: model type {hf_cfg.model_type!r} is not supported "
@@ -463,7 +477,8 @@ def load_encoder(name_or_path: str | os.PathLike, layers: Sequence[int] | None =
             model = AutoModel.from_config(hf_cfg)
     else:
         try:
-            model, info = AutoModel.from_pretrained(name, config=hf_cfg, output_loading_info=True)
+            model, info = AutoModel.from_pretrained(name, config=hf_cfg, output_loading_info=True,
+                                                    local_files_only=offline)
         except (OSError, ValueError) as e:
             raise ConfigError(f"{name}: could not load the model weights ({e})") from e
         except pickle.UnpicklingError as e:  # weights_only=True refused a pickled checkpoint
@@ -487,7 +502,7 @@ def load_encoder(name_or_path: str | os.PathLike, layers: Sequence[int] | None =
         layers=layers,
         hidden_size=int(hf_cfg.hidden_size),
         num_layers=num_layers,
-        do_normalize=_do_normalize(name),
+        do_normalize=_do_normalize(name, offline) if normalize is None else normalize,
         bf16=bool(bf16),
         int8=bool(int8),
     )

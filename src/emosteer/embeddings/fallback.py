@@ -4,49 +4,23 @@
 checkpoint cannot be loaded, the architecture of the well-known base models is known without a
 download (transformers' default configs *are* the base architectures), so a random-init model of
 the same shape stands in, and the run says so loudly: its numbers describe an untrained encoder,
-which is the standard control for "emerges from pretraining", not the pretrained model.
+which is the standard control for "emerges from pretraining", not the pretrained model. The
+hub probe and the table of known architectures live in `emosteer.embeddings.hub`, which
+`load_encoder` uses too.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 from emosteer.embeddings.encoders import load_encoder
+from emosteer.embeddings.hub import KNOWN_ARCHITECTURES, architecture_config, hub_reachable
 from emosteer.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-HUB_ENDPOINT = "https://huggingface.co"
-HUB_PROBE_TIMEOUT_S = 3.0  # one TCP connect; transformers itself retries for ~30 s before failing
-
-# hub id -> (transformers config class whose defaults are that checkpoint's architecture,
-# config overrides, whether its feature extractor normalises each utterance: the published
-# preprocessor configs normalise for the wav2vec2/data2vec models, not for HuBERT/WavLM base)
-KNOWN_ARCHITECTURES: dict[str, tuple[str, dict, bool]] = {
-    "facebook/wav2vec2-base": ("Wav2Vec2Config", {}, True),
-    "facebook/wav2vec2-base-960h": ("Wav2Vec2Config", {}, True),
-    "facebook/hubert-base-ls960": ("HubertConfig", {}, False),
-    "microsoft/wavlm-base": ("WavLMConfig", {}, False),
-    "microsoft/wavlm-base-plus": ("WavLMConfig", {}, False),
-    "facebook/data2vec-audio-base": ("Data2VecAudioConfig", {}, True),
-}
-
-
-def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """Whether the hub answers a TCP connect (False under HF_HUB_OFFLINE)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", HUB_ENDPOINT))
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 def _cached(name: str) -> bool:
@@ -64,9 +38,9 @@ def architecture_dir(name: str, out_dir: str | os.PathLike) -> Path:
     if name not in KNOWN_ARCHITECTURES:
         raise ConfigError(f"{name}: cannot be loaded offline and its architecture is not known "
                           f"without a download (known: {', '.join(sorted(KNOWN_ARCHITECTURES))})")
-    cls_name, overrides, normalize = KNOWN_ARCHITECTURES[name]
+    config, normalize = architecture_config(name)
     out_dir = Path(out_dir)
-    getattr(transformers, cls_name)(**overrides).save_pretrained(out_dir)
+    config.save_pretrained(out_dir)
     transformers.Wav2Vec2FeatureExtractor(do_normalize=normalize, return_attention_mask=normalize
                                           ).save_pretrained(out_dir)
     return out_dir
