@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from emosteer.audio import clipping_summary
 from emosteer.cli._common import (
     POOLING_CHOICES,
     add_device,
@@ -66,6 +67,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+@clipping_summary()  # one line for all clipping files, not one per file
 def run(args: argparse.Namespace) -> int:
     from emosteer.embeddings.extract import extract_corpus
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from emosteer.audio import clipping_summary
 from emosteer.cli._common import add_device, add_force, parse_list
 
 
@@ -79,6 +80,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+@clipping_summary()  # one line for all clipping files, not one per file
 def run(args: argparse.Namespace) -> int:
     from emosteer.synthesis.mel import HIFIGAN_22K, SSL_16K
     from emosteer.synthesis.train import train_mapper_on_corpus
