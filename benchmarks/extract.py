@@ -12,7 +12,9 @@ Rows (audio seconds encoded per wall-clock second, best of --repeats after a war
                  SLOW_BF16_SECONDS of audio only, since it is 35-100x slower there
   emosteer int8  (CPU) load_encoder(int8=True): dynamic int8 transformer linear layers
   ... batch N    (--batch N > 1) Encoder.encode_batch: N clips sorted by length, one padded batch
-Columns: speedup vs baseline; worst clip's relative error vs baseline (|a - b| / |b| over its
+Columns: throughput per wall second and per CPU second of this process (all its threads: on a
+shared machine the CPU figure moves much less; with --threads 1 it is what an idle core would
+do), speedup vs baseline on both; worst clip's relative error vs baseline (|a - b| / |b| over its
 frames); mean and worst cosine of layer-5 frames vs the baseline. Then the peak RSS of a child
 process that runs Encoder.encode_long on a --long-minutes file (0 skips it). Synthetic audio
 (harmonic tones with noise), so no data is needed. --emulate-avx2 reruns under
@@ -108,13 +110,15 @@ def run_encoder(enc, clips, batch: int = 1) -> list[np.ndarray]:
 
 
 def timed(fn, clips, warm, repeats: int):
+    """(best wall seconds, best CPU seconds of this process, result) over `repeats` passes."""
     fn(warm)
-    best, res = float("inf"), None
+    wall = cpu = float("inf")
+    res = None
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         res = fn(clips)
-        best = min(best, time.perf_counter() - t)
-    return best, res
+        wall, cpu = min(wall, time.perf_counter() - t), min(cpu, time.process_time() - c)
+    return (wall, cpu), res
 
 
 def accuracy(res, ref) -> tuple[float, float, float]:
@@ -171,7 +175,7 @@ def main() -> int:
 
     lo, hi = (float(x) for x in args.clip_seconds.split(","))
     clips = make_clips(args.seconds, (lo, hi))
-    warm = clips[:max(1, args.batch)]
+    warm = clips[:1]
     audio_s = sum(len(c) for c in clips) / SR
     cpu = torch.device(device).type == "cpu"
     native = bf16_native(device)
@@ -185,7 +189,7 @@ def main() -> int:
     t_base, ref = timed(partial(run_baseline, baseline_model(device), device=device), clips,
                         warm, args.repeats)
     rows.append(("baseline: full HF forward, output_hidden_states, fp32", audio_s, t_base, None,
-                 ""))
+                 ""))  # t_base: (wall, CPU) seconds
     with tempfile.TemporaryDirectory() as d:
         for label, kw in configs:
             enc = load_encoder(model_dir(Path(d)), layers=[LAYER], device=device,
@@ -194,8 +198,8 @@ def main() -> int:
             for batch in batches:
                 if not cpu:
                     torch.cuda.reset_peak_memory_stats()
-                t, res = timed(partial(run_encoder, enc, batch=batch), subset, warm,
-                               args.repeats)
+                t, res = timed(partial(run_encoder, enc, batch=batch), subset,
+                               subset[:batch], args.repeats)
                 note = "" if cpu else \
                     f", peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
                 name = f"emosteer {label}" + (f", batch {batch}" if batch > 1 else "")
@@ -221,17 +225,18 @@ def main() -> int:
     print(f"device {device}; --bf16 auto picks {'bf16' if native else 'fp32'} here")
     print(f"audio: {len(clips)} synthetic clips of {lo:g}-{hi:g} s, {audio_s:.1f} s in total; "
           f"layer {LAYER} of wav2vec2-base geometry (random init); best of {args.repeats}\n")
-    print("| configuration | audio s / wall s | speedup | rel. error vs baseline "
-          "| frame cosine vs baseline (mean / min) |")
-    print("|---|---:|---:|---:|---:|")
-    base_rate = audio_s / t_base
+    print("| configuration | audio s / wall s | audio s / CPU s | speedup (wall / CPU) "
+          "| rel. error vs baseline | frame cosine vs baseline (mean / min) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    base_wall, base_cpu = audio_s / t_base[0], audio_s / t_base[1]
     rates = {}
-    for name, secs, t, acc, note in rows:
-        rate = secs / t
+    for name, secs, (wall, cpu_s), acc, note in rows:
+        rate, cpu_rate = secs / wall, secs / cpu_s
         rates[name] = rate
         on = f" (on {secs:.0f} s{note})" if secs < audio_s else (f" ({note[2:]})" if note else "")
         cells = "- | -" if acc is None else f"{acc[0]:.1e} | {acc[1]:.5f} / {acc[2]:.5f}"
-        print(f"| {name}{on} | {rate:.1f} | {rate / base_rate:.2f}x | {cells} |")
+        print(f"| {name}{on} | {rate:.1f} | {cpu_rate:.1f} | {rate / base_wall:.2f}x / "
+              f"{cpu_rate / base_cpu:.2f}x | {cells} |")
     if args.batch > 1:
         for label, _ in configs:
             one, many = rates.get(f"emosteer {label}"), rates.get(
