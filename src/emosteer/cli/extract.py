@@ -53,7 +53,8 @@ def register(subparsers) -> None:
                    metavar="N",
                    help="utterances encoded together as one padded batch, sorted by length so "
                         "that little is padded; the result equals one at a time up to float "
-                        "rounding (default 1; pays on a GPU, little on a CPU)")
+                        "rounding (default 1, the fastest on a CPU, where big tensors fall out "
+                        "of cache; batches pay on a GPU)")
     p.add_argument("--int8", action="store_true",
                    help="dynamic int8 quantisation of the transformer's linear layers (CPU, not "
                         "with bf16): faster on CPUs without native bf16, at a small accuracy "

@@ -28,7 +28,9 @@ layers (weights int8 per output channel, activations quantised per call with one
 tensor). The CNN front end stays fp32 although it is half of the work: with one scale per tensor
 its activations' outliers (time steps 25 standard deviations out) cost 5% error per layer, and
 per-row scales (done by hand around torch._int_mm) gained only 1.2-1.4x on AVX2 for a frame
-cosine down to 0.990. Off by default: see the README's benchmarks for its speed and accuracy.
+cosine down to 0.990. The per-tensor scale spans a whole batch, so batched int8 equals unbatched
+int8 only to int8's precision. Off by default: see the README's benchmarks for its speed and
+accuracy.
 """
 
 from __future__ import annotations
