@@ -4,15 +4,18 @@ when Chromium is absent) and the CLI serving it."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import test_app as shared
 
-from emosteer.app.core import AppConfig, SteeringApp, parse_axis_specs
+from emosteer.app.core import AppConfig, SteeringApp, mode_help, parse_axis_specs
 from emosteer.audio import SAMPLE_RATE, save_audio
+from emosteer.axes import wrap_vector
 
 # The artifacts (tiny encoder, axis + prosody.json, untrained mapper) come from test_app.
 run_dir, prosody_only, app, tone = shared.run_dir, shared.prosody_only, shared.app, shared.tone
@@ -35,14 +38,36 @@ def test_page_handlers_show_messages_not_tracebacks(app, tmp_path, clip):
     steer_clip = _handler(demo, "steer_clip")
     bad = tmp_path / "evil.wav"
     bad.write_text("not audio")
-    audio, status = steer_clip(str(bad), "demo-run", 0.5, "latent", None)
+    audio, status, judges, _ = steer_clip(str(bad), "demo-run", 0.5, "latent", None)
     assert audio is None and status.startswith("rejected: ") and "evil.wav" in status
-    audio, status = steer_clip(str(clip), "../../etc", 0.5, "latent", None)
+    assert judges == ""
+    audio, status, _, _ = steer_clip(str(clip), "../../etc", 0.5, "latent", None)
     assert audio is None and "unknown axis" in status
-    audio, status = steer_clip(str(clip), REFERENCE_CHOICE, 0.5, "latent", None)
+    audio, status, _, _ = steer_clip(str(clip), REFERENCE_CHOICE, 0.5, "latent", None)
     assert audio is None and "build one" in status
-    (sr, y), status = steer_clip(str(clip), "ponly", 0.5, "prosody", None)
+    (sr, y), status, judges, footer = steer_clip(str(clip), "ponly", 0.5, "prosody", None)
     assert sr == SAMPLE_RATE and y.size > 0 and "not available" in status
+    assert "P(target): no emotion judge configured" in judges and "differential" in footer
+
+
+def test_page_shows_labels_and_updates_the_slider_ends(run_dir, tmp_path, tiny_model_dir):
+    from emosteer.app.ui import REFERENCE_CHOICE, build_ui
+
+    sad = tmp_path / "sad" / "axis"
+    wrap_vector(np.ones(32), model=str(tiny_model_dir), layer=2, source="neutral",
+                target="sad").save(sad)
+    steering = SteeringApp(parse_axis_specs([run_dir], [f"blue={sad}"]), AppConfig())
+    demo = build_ui(steering)
+    config = demo.get_config_file()
+    dropdown = next(c for c in config["components"] if c["props"].get("elem_id") == "axis")
+    assert [tuple(c) for c in dropdown["props"]["choices"][:2]] == [
+        (steering.axes["demo-run"].label, "demo-run"), (steering.axes["blue"].label, "blue")]
+    assert "blue: neutral → sad · layer 2" in steering.axes["blue"].label
+    slider = _handler(demo, "delta_slider")
+    assert slider("blue", None).label == "delta: -1 = more neutral (neutral) … +1 = sadder (sad)"
+    assert slider("demo-run", None).label == "delta: -1 = calmer (calm) … +1 = angrier (angry)"
+    assert "toward" in slider(REFERENCE_CHOICE, None).label  # chosen before it is built
+    assert _handler(demo, "alpha_slider")("blue", None).label.startswith("alpha: -1 = neutral")
 
 
 # -- acceptance: a real browser ------------------------------------------------------------------
@@ -88,6 +113,9 @@ def driver():
 
 
 def test_browser_rejects_bad_upload_then_steers_and_plays(run_dir, tmp_path, driver, monkeypatch):
+    """A bad upload is refused with its reason; then a steer plays, and the page names the axis's
+    emotions, says which slider end is which, explains the mode and shows the judges' numbers
+    next to the player."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -110,6 +138,12 @@ def test_browser_rejects_bad_upload_then_steers_and_plays(run_dir, tmp_path, dri
         driver.get(url)
         file_input = "#input-audio input[type=file]"
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, file_input))
+        # The dropdown shows the label (emotions, layer, encoder); the server gets the name.
+        shown = driver.find_element(By.CSS_SELECTOR, "#axis input").get_attribute("value")
+        assert shown == steering.axes["demo-run"].label and "calm → angry" in shown, shown
+        assert "delta: -1 = calmer (calm) … +1 = angrier (angry)" in \
+            driver.find_element(By.CSS_SELECTOR, "#delta").text
+        assert mode_help("latent") in driver.find_element(By.CSS_SELECTOR, "#mode-help").text
         # A rejected upload: the visitor sees the reason (status box and toast), no traceback.
         driver.find_element(By.CSS_SELECTOR, file_input).send_keys(str(bad))
 
@@ -147,6 +181,16 @@ def test_browser_rejects_bad_upload_then_steers_and_plays(run_dir, tmp_path, dri
                                         if a[0] and a[1] > 0])
         assert players[0][1] == pytest.approx(1.0, abs=0.1)  # the browser decoded ~1 s of audio
         assert seen == [("demo-run", -0.5, "latent", SAMPLE_RATE)]
+        judges = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#output-judges textarea")
+                            .get_attribute("value"))
+        assert "P(target): no emotion judge configured (--emotion-judge DIR)" in judges, judges
+        footer = driver.find_element(By.CSS_SELECTOR, "#footer").text
+        vocoder = steering.steerer("demo-run").vocoder.name
+        wait.until(lambda d: f"vocoder: {vocoder}" in d.find_element(By.CSS_SELECTOR, "#footer").text)
+        assert "Latent decoding: differential" in footer, footer
+        if not shared.DNSMOS_OK:
+            pytest.skip(f"DNSMOS number not checked: {shared.DNSMOS_WHY}")
+        assert re.search(r"DNSMOS OVRL \d\.\d\d", judges), judges
     finally:
         demo.close()
 

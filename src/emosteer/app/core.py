@@ -1,4 +1,4 @@
-"""`emosteer app`: the steering tool behind an interactive page (the UI lives in app_ui.py).
+"""`emosteer app`: the steering tool behind an interactive page (the UI lives in ui.py).
 
 This module holds everything the page calls and nothing Gradio-specific, so it is tested
 without a browser:
@@ -12,7 +12,11 @@ without a browser:
   load once; the lock keeps two first requests from loading the same models twice);
 - an axis built from two reference clips exactly as `emosteer tts` builds one
   (emosteer.tts.references: mean-pooled layer embeddings through compute_axis, plus a ProsodyDelta
-  from the clips' acoustic correlates), run on the encoder, mapper and vocoder of a saved axis.
+  from the clips' acoustic correlates), run on the encoder, mapper and vocoder of a saved axis;
+- what the page says about an axis (its label: emotions, layer, encoder; which slider end is
+  which), a mode, and the decoder and vocoder in use;
+- the offline judges' numbers for every output: DNSMOS when installed, and P(target) from a
+  trained emotion judge (--emotion-judge DIR, or one saved beside the axis).
 """
 
 from __future__ import annotations
@@ -24,13 +28,19 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from emosteer import __version__
 from emosteer.audio import SAMPLE_RATE, audio_info, load_audio, resample
+from emosteer.axes import AxisConfig, EmotionAxis
 from emosteer.bank.bank import EmotionBank
+from emosteer.embeddings.encoders import EncoderIdentity
 from emosteer.errors import AudioError, ConfigError, EmosteerError
+from emosteer.evaluation.emotion_judge import CONFIG_NAME as JUDGE_CONFIG
+from emosteer.evaluation.emotion_judge import EmotionJudge
+from emosteer.evaluation.panel import make_judges
 from emosteer.steering.steer import MODES, SteerConfig, Steerer
 from emosteer.tts.backends import load_voice, synthesize_long
 from emosteer.tts.references import (
@@ -49,6 +59,28 @@ MAX_DELTA = 1.0  # the slider's range; larger pushes leave the region the mapper
 MAX_TTS_CHARS = 1000  # about a minute of speech at Piper's rate, the same as the duration cap
 BYTES_PER_MB = 1024 * 1024
 DECODED_BYTES_PER_SAMPLE = 4  # float32, what the decoder expands every channel's samples to
+# The latent decoder the page always uses: only the change the push makes is vocoded, so the
+# mapper's reconstruction error cancels and delta 0 is copy synthesis (see steering.steer).
+DECODE = "differential"
+# The judges score at most this much of an output: DNSMOS averages 9 s windows 1 s apart, so a
+# minute-long output would cost ~50 windows; the first seconds answer "did it work" as well.
+JUDGE_SECONDS = 10.0
+# Where an emotion judge saved beside an axis is looked for, relative to the axis directory:
+# in it, beside it (a run or bank directory), and where a run's evaluate stage saves one.
+JUDGE_DIRS = ("emotion_judge", "../emotion_judge", "../evaluate/emotion_judge")
+NO_EMOTION_JUDGE = "P(target): no emotion judge configured (--emotion-judge DIR)"
+MODE_HELP = {
+    "latent": "latent: pushes the SSL frames along the axis and vocodes only the change the push "
+              "makes (differential decoding), so delta 0 is copy synthesis",
+    "prosody": "prosody: WORLD resynthesis with the axis's F0 (level and range), vocal-effort "
+               "and speaking-rate change; no vocoder",
+    "both": "both: the prosody change first, then the latent push on the prosody-shifted audio",
+}
+# How a slider end reads ("-1 = calmer"); an emotion not listed reads "more like <emotion>".
+COMPARATIVES = {"calm": "calmer", "angry": "angrier", "happy": "happier", "sad": "sadder",
+                "neutral": "more neutral", "fear": "more fearful", "fearful": "more fearful",
+                "surprise": "more surprised", "surprised": "more surprised",
+                "disgust": "more disgusted", "disgusted": "more disgusted"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +100,7 @@ class AppConfig:
     bf16: bool = False
     host: str = "127.0.0.1"
     port: int | None = None
+    emotion_judge: Path | None = None  # a saved EmotionJudge directory for P(target)
     emosteer_version: str = __version__
 
     def __post_init__(self) -> None:
@@ -82,7 +115,16 @@ class AxisEntry:
     name: str
     axis_dir: Path
     mapper_dir: Path | None  # None: only the prosody path is available
-    label: str = ""  # what a page shows ("BANK: calm → sad" for a bank's emotion); "": name
+    # What a page shows: "NAME: calm → angry · layer 5 · wav2vec2-base (random-init)" (NAME is
+    # the bank's name for a bank's emotion); "": the name.
+    label: str = ""
+    source: str = ""  # the axis's emotions, for the slider's ends
+    target: str = ""
+    emotion_judge: Path | None = None  # a trained judge found beside the axis (JUDGE_DIRS)
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.name
 
 
 @dataclass(frozen=True)
@@ -101,22 +143,57 @@ def check_name(name: str, what: str = "axis name") -> str:
     return name
 
 
+def short_name(name: str) -> str:
+    """The last component of a path or hub id: what a page may show of a server-side name."""
+    return re.split(r"[/\\]", str(name or "").rstrip("/\\"))[-1]
+
+
+def encoder_label(identity: EncoderIdentity) -> str:
+    """"wav2vec2-base (random-init)": the checkpoint's last path component (a hub id's name, a
+    local directory's name: never the server's full path) and how its weights were made."""
+    short = short_name(identity.model) or "unknown encoder"
+    if identity.random_init is None:  # a 0.1.0 axis recorded only the model's name
+        return f"{short} (init not recorded)"
+    return f"{short} (random-init)" if identity.random_init else short
+
+
+def axis_label(prefix: str, config: AxisConfig) -> str:
+    """"demo-out: calm → angry · layer 5 · wav2vec2-base (random-init)": what a dropdown shows."""
+    return (f"{prefix}: {config.source} → {config.target} · layer {config.layer} · "
+            f"{encoder_label(config.encoder)}")
+
+
+def find_emotion_judge(axis_dir: Path) -> Path | None:
+    """The first trained emotion judge saved beside an axis (JUDGE_DIRS), or None."""
+    for rel in JUDGE_DIRS:
+        d = (axis_dir / rel).resolve()
+        if (d / JUDGE_CONFIG).is_file():
+            return d
+    return None
+
+
 def parse_axis_specs(runs: list[str | Path], specs: list[str],
                      banks: list[str] = ()) -> dict[str, AxisEntry]:
     """`--run DIR` (name: the directory's name; axis DIR/axis, mapper DIR/mapper),
     `--axis NAME=DIR` (mapper: DIR/../mapper if present) and `--bank NAME=DIR` (one entry
-    NAME.<emotion> per emotion of the bank, mapper DIR/../mapper) -> name -> AxisEntry."""
+    NAME.<emotion> per emotion of the bank, mapper DIR/../mapper) -> name -> AxisEntry.
+    Every axis is loaded here, so a broken one stops the server before it serves, and its
+    config gives the entry's label."""
     table: dict[str, AxisEntry] = {}
 
-    def add(name: str, axis_dir: Path, mapper_dir: Path, label: str = "") -> None:
+    def add(name: str, axis_dir: Path, mapper_dir: Path, prefix: str = "",
+            config: AxisConfig | None = None) -> None:
         check_name(name)
         if name in table:
             raise ConfigError(f"axis name {name!r} is given twice")
         if not (axis_dir / "axis.json").is_file():
             raise ConfigError(f"{axis_dir}: not an axis directory (no axis.json)")
+        if config is None:
+            config = EmotionAxis.load(axis_dir).config
         table[name] = AxisEntry(name, axis_dir.resolve(),
                                 mapper_dir.resolve() if (mapper_dir / "mapper.json").is_file()
-                                else None, label)
+                                else None, axis_label(prefix or name, config),
+                                config.source, config.target, find_emotion_judge(axis_dir))
 
     for run in runs:
         run = Path(run)
@@ -134,7 +211,7 @@ def parse_axis_specs(runs: list[str | Path], specs: list[str],
         bank = EmotionBank.load(path)
         for emotion in bank.emotions:
             add(f"{name}.{emotion}", Path(path) / emotion, Path(path).parent / "mapper",
-                f"{name}: {bank.reference} → {emotion}")
+                name, bank.axes[emotion].config)
     if not table:
         raise ConfigError("no axes: give --run DIR, --axis NAME=DIR and/or --bank NAME=DIR")
     return table
@@ -202,6 +279,37 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def mode_help(mode: str) -> str:
+    return MODE_HELP.get(mode, "")
+
+
+def comparative(emotion: str) -> str:
+    return COMPARATIVES.get(emotion.lower(), f"more like {emotion}")
+
+
+def delta_label(ends: tuple[str, str] | None) -> str:
+    """"delta: -1 = calmer (calm) … +1 = angrier (angry)": which slider end is which."""
+    if not ends:
+        return "delta: -1 = toward the axis's source … +1 = toward its target"
+    source, target = ends
+    return f"delta: -1 = {comparative(source)} ({source}) … +1 = {comparative(target)} ({target})"
+
+
+def alpha_label(ends: tuple[str, str] | None) -> str:
+    """The TTS slider: `emosteer tts` takes the synthesis as neutral, so its ends are the
+    emotions themselves rather than a push away from the input."""
+    source, target = ends or ("the source", "the target")
+    return (f"alpha: -1 = {source} … 0 = the synthesis as it is … +1 = {target} "
+            "(as `emosteer tts`)")
+
+
+class SteerResult(NamedTuple):
+    audio: np.ndarray
+    sr: int
+    readout: str  # the input's and output's projections on the axis
+    judges: str  # the offline judges' numbers for the output, or why a number is missing
+
+
 @dataclass
 class SteeringApp:
     """The app's server-side state: the axis table, limits and the model caches."""
@@ -212,10 +320,49 @@ class SteeringApp:
     _steerers: dict[str, Steerer] = field(default_factory=dict, repr=False)
     _voice: object = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _dnsmos: object = field(default=None, repr=False)  # the DNSMOS judge, once loaded
+    _dnsmos_note: str = field(default="", repr=False)  # why there is none, once known
+    _emotion_judges: dict[Path, EmotionJudge] = field(default_factory=dict, repr=False)
+    # Building a judge and scoring with one have their own locks: a first request loading
+    # models does not hold up the judging of another's output, and two requests never load a
+    # judge twice or run one extractor from two threads.
+    _judge_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _score_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        # A bad --emotion-judge stops the server before it serves, not at the first steer.
+        if self.config.emotion_judge is not None:
+            self.emotion_judge_at(self.config.emotion_judge)
 
     @property
     def names(self) -> list[str]:
         return list(self.axes)
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(label, name) per axis: the page shows the label and sends back only the name."""
+        return [(e.shown, n) for n, e in self.axes.items()]
+
+    def ends(self, name: str | None, reference: ReferenceAxis | None = None
+             ) -> tuple[str, str] | None:
+        """(source, target) emotions of a saved axis or a reference axis; None if unknown."""
+        if reference is not None:
+            return reference.axis.config.source, reference.axis.config.target
+        entry = self.axes.get(name) if isinstance(name, str) else None
+        return (entry.source, entry.target) if entry is not None else None
+
+    def footer(self) -> str:
+        """The page's last line: the decoder, and the vocoder by the loaded one's name."""
+        loaded = list(self._steerers.values())  # a snapshot: another request may be adding one
+        names = sorted({short_name(getattr(s.vocoder, "name", "") or type(s.vocoder).__name__)
+                        for s in loaded if s.vocoder is not None})
+        if names:
+            vocoder = ", ".join(names)
+        elif loaded:
+            vocoder = "none loaded (prosody-only axes)"
+        else:
+            vocoder = f"{short_name(self.config.vocoder)} (named once the first axis loads)"
+        return (f"Latent decoding: {DECODE} (delta 0 = copy synthesis) · vocoder: {vocoder} · "
+                f"prosody: WORLD · emosteer {self.config.emosteer_version}")
 
     def entry(self, name: str) -> AxisEntry:
         if name not in self.axes:  # the only way from a request to a directory
@@ -243,14 +390,94 @@ class SteeringApp:
         return validate_upload(path, self.config, self.upload_roots, label)
 
     def steer(self, wav: np.ndarray, name: str, delta: float, mode: str,
-              reference: ReferenceAxis | None = None) -> tuple[np.ndarray, int, str]:
-        """Steer a validated 16 kHz clip; returns (audio, sample rate, projection readout)."""
+              reference: ReferenceAxis | None = None) -> SteerResult:
+        """Steer a validated 16 kHz clip; returns the audio, its rate, the projection readout
+        and the judges' numbers."""
         delta, mode = check_delta(delta), check_mode(mode)
         steerer = self._resolve(name, reference)
         if mode != "prosody" and steerer.mapper is None:
             raise ConfigError(f"axis {name!r} has no mapper: only the prosody mode is available")
-        y, sr = steerer.steer(wav, delta, SteerConfig(mode=mode))
-        return y, sr, projection_readout(steerer, wav, y, sr)
+        y, sr = steerer.steer(wav, delta, SteerConfig(mode=mode, decode=DECODE))
+        readout = projection_readout(steerer, wav, y, sr)
+        try:
+            judges = self.judge_output(y, sr, self.ends(name, reference)[1],
+                                       self.entry(name).emotion_judge)
+        except Exception as e:  # noqa: BLE001 - a failing judge costs its numbers, not the audio
+            log.exception("judging the output failed")
+            judges = f"judges: failed ({type(e).__name__}); see the server log"
+        return SteerResult(y, sr, readout, judges)
+
+    # -- judges ------------------------------------------------------------------------------
+    def dnsmos(self):
+        """The DNSMOS judge, built and loaded once; None when it cannot run (`dnsmos_note`)."""
+        with self._judge_lock:
+            if self._dnsmos is None and not self._dnsmos_note:
+                try:
+                    self._dnsmos = make_judges(["dnsmos"])[0]["dnsmos"].ensure_ready()
+                except EmosteerError as e:
+                    # The bracketed import details are for the log, not the page.
+                    self._dnsmos_note = f"DNSMOS: not available ({str(e).split(' [')[0]})"
+                    log.warning("%s", e)
+            return self._dnsmos
+
+    @property
+    def dnsmos_note(self) -> str:
+        return self._dnsmos_note
+
+    def emotion_judge_at(self, path: str | Path) -> EmotionJudge:
+        """A saved EmotionJudge, loaded once per directory."""
+        path = Path(path).resolve()
+        with self._judge_lock:
+            if path not in self._emotion_judges:
+                self._emotion_judges[path] = EmotionJudge.load(path)
+            return self._emotion_judges[path]
+
+    def _score(self, judge, clip: np.ndarray, sr: int) -> dict:
+        with self._score_lock:
+            return judge.score(clip, sr)
+
+    def judge_output(self, y: np.ndarray, sr: int, target: str,
+                     judge_dir: Path | None = None) -> str:
+        """The offline judges on (the first JUDGE_SECONDS of) an output: DNSMOS and P(target)
+        by the --emotion-judge, else by a judge saved beside the axis (`judge_dir`)."""
+        n = int(JUDGE_SECONDS * sr)
+        clip = np.asarray(y, np.float32)[:n]
+        parts = [self._dnsmos_part(clip, sr),
+                 self._p_target_part(clip, sr, target, self.config.emotion_judge or judge_dir)]
+        if len(y) > n:
+            parts.append(f"(judged on the first {JUDGE_SECONDS:g} s)")
+        return "\n".join(parts)  # one judge a line: the box beside the player is narrow
+
+    def _dnsmos_part(self, clip: np.ndarray, sr: int) -> str:
+        judge = self.dnsmos()
+        if judge is None:
+            return self._dnsmos_note
+        s = self._score(judge, clip, sr)
+        return f"DNSMOS OVRL {s['ovrl']:.2f} (SIG {s['sig']:.2f}, BAK {s['bak']:.2f})"
+
+    def _p_target_part(self, clip: np.ndarray, sr: int, target: str,
+                       judge_dir: Path | None) -> str:
+        if judge_dir is None:
+            return NO_EMOTION_JUDGE
+        try:
+            judge = self.emotion_judge_at(judge_dir)
+        except EmosteerError as e:  # its message names server folders: those go to the log
+            log.warning("emotion judge %s: %s", judge_dir, e)
+            return f"P({target}): the emotion judge cannot be read (see the server log)"
+        ok, why = judge.available()
+        if not ok:
+            return f"P({target}): {why.split(' [')[0]}"
+        if target not in judge.classes:
+            return (f"P({target}): the emotion judge knows {', '.join(judge.classes)}, "
+                    f"not {target}")
+        p = self._score(judge, clip, sr)[f"p_{target}"]
+        text = f"P({target}) {p:.2f} (eGeMAPS emotion judge"
+        cal = judge.calibration or {}
+        if cal.get("target") == target and "p_target_real_source" in cal:
+            # The judge's own levels on real clips: what "steered far enough" means for it.
+            text += (f"; real {cal.get('source')} clips {cal['p_target_real_source']:.2f}, "
+                     f"real {target} {cal['p_target_real_target']:.2f}")
+        return text + ")"
 
     def build_reference_axis(self, base: str, source_clip, target_clip) -> ReferenceAxis:
         """An axis from two uploads, source (e.g. calm) and target (e.g. angry), built the way
@@ -276,7 +503,7 @@ class SteeringApp:
         return ReferenceAxis(base, axis, prosody)
 
     def synthesize(self, text: str, name: str, alpha: float, mode: str,
-                   reference: ReferenceAxis | None = None) -> tuple[np.ndarray, int, str]:
+                   reference: ReferenceAxis | None = None) -> SteerResult:
         """Piper TTS of `text`, then steered along the chosen axis with `emosteer tts`'s alpha
         rule (emosteer.tts.references.steering_delta: the synthesis is taken as neutral, so alpha = 1
         is half the axis's source->target shift)."""
@@ -317,5 +544,6 @@ def user_message(e: Exception) -> str:
     return f"internal error ({type(e).__name__}); see the server log"
 
 
-__all__ = ["AppConfig", "AxisEntry", "ReferenceAxis", "SteeringApp", "check_delta", "check_mode",
-           "check_name", "parse_axis_specs", "validate_upload"]
+__all__ = ["AppConfig", "AxisEntry", "ReferenceAxis", "SteerResult", "SteeringApp", "alpha_label",
+           "axis_label", "check_delta", "check_mode", "check_name", "delta_label",
+           "encoder_label", "mode_help", "parse_axis_specs", "validate_upload"]

@@ -1,8 +1,8 @@
 """The Gradio page of `emosteer app`: wiring only; every decision is made in `core`.
 
 Each handler turns an EmosteerError into a visible message (a toast and the status box) and
-returns no audio, so a bad upload never shows a traceback. The page only sends axis *names*;
-SteeringApp maps them to directories.
+returns no audio, so a bad upload never shows a traceback. The page only sends axis *names*
+(the dropdown shows each axis's label and sends its name); SteeringApp maps them to directories.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from emosteer.app.core import AppConfig, SteeringApp, user_message
+from emosteer.app.core import (
+    AppConfig,
+    SteeringApp,
+    alpha_label,
+    delta_label,
+    mode_help,
+    user_message,
+)
 from emosteer.errors import ConfigError, EmosteerError
 from emosteer.steering.steer import MODES
 
@@ -49,21 +56,30 @@ def _pick(name: str, reference):
     return name, None
 
 
+def _ends(app: SteeringApp, name: str, reference):
+    """The chosen axis's (source, target) for a slider label; None while a reference axis is
+    chosen but not built yet."""
+    if name == REFERENCE_CHOICE:
+        return app.ends(None, reference)
+    return app.ends(name)
+
+
 def build_ui(app: SteeringApp):
     """The Blocks page for `app` (not launched)."""
     import gradio as gr
 
     names = app.names
+    choices = app.choices() + [(REFERENCE_CHOICE, REFERENCE_CHOICE)]
     default_mode = "latent" if app.axes[names[0]].mapper_dir else "prosody"
 
     def steer_clip(path, name, delta, mode, reference):
         try:
             wav = app.load_clip(path)
             saved, ref = _pick(name, reference)
-            y, sr, readout = app.steer(wav, saved, delta, mode, ref)
+            y, sr, readout, judges = app.steer(wav, saved, delta, mode, ref)
         except Exception as e:  # noqa: BLE001 - every failure becomes a message on the page
-            return None, _fail(e)
-        return (sr, _pcm16(y)), readout
+            return None, _fail(e), "", app.footer()
+        return (sr, _pcm16(y)), readout, judges, app.footer()
 
     def build_reference(base, source_clip, target_clip):
         try:
@@ -77,16 +93,31 @@ def build_ui(app: SteeringApp):
     def speak(text, name, alpha, mode, reference):
         try:
             saved, ref = _pick(name, reference)
-            y, sr, readout = app.synthesize(text, saved, alpha, mode, ref)
+            y, sr, readout, judges = app.synthesize(text, saved, alpha, mode, ref)
         except Exception as e:  # noqa: BLE001 - every failure becomes a message on the page
-            return None, _fail(e)
-        return (sr, _pcm16(y)), readout
+            return None, _fail(e), "", app.footer()
+        return (sr, _pcm16(y)), readout, judges, app.footer()
+
+    def delta_slider(name, reference):
+        return gr.Slider(label=delta_label(_ends(app, name, reference)))
+
+    def alpha_slider(name, reference):
+        return gr.Slider(label=alpha_label(_ends(app, name, reference)))
 
     def axis_controls(prefix: str):
-        axis = gr.Dropdown(names + [REFERENCE_CHOICE], value=names[0], label="Axis",
-                           elem_id=f"{prefix}axis")
+        axis = gr.Dropdown(choices, value=names[0], label="Axis", elem_id=f"{prefix}axis")
         mode = gr.Radio(list(MODES), value=default_mode, label="Mode", elem_id=f"{prefix}mode")
+        help_line = gr.Markdown(mode_help(default_mode), elem_id=f"{prefix}mode-help")
+        mode.change(mode_help, mode, help_line)
         return axis, mode
+
+    def output_row(label: str, prefix: str):
+        with gr.Row():
+            audio = gr.Audio(label=label, type="numpy", interactive=False,
+                             elem_id=f"{prefix}audio")
+            judges = gr.Textbox(label="Judges (output)", interactive=False, lines=3,
+                                elem_id=f"{prefix}judges")
+        return audio, judges
 
     with gr.Blocks(title=TITLE) as demo:
         reference = gr.State(None)
@@ -97,15 +128,13 @@ def build_ui(app: SteeringApp):
             clip = gr.Audio(sources=["upload", "microphone"], type="filepath",
                             label="Input clip", elem_id="input-audio")
             axis, mode = axis_controls("")
-            delta = gr.Slider(-1.0, 1.0, value=DEFAULT_DELTA, step=DELTA_STEP, label="delta",
-                              elem_id="delta")
+            delta = gr.Slider(-1.0, 1.0, value=DEFAULT_DELTA, step=DELTA_STEP,
+                              label=delta_label(app.ends(names[0])), elem_id="delta")
             go = gr.Button("Steer", variant="primary", elem_id="steer-btn")
-            out = gr.Audio(label="Steered", type="numpy", interactive=False,
-                           elem_id="output-audio")
+            out, judges = output_row("Steered", "output-")
             status = gr.Textbox(label="Status", interactive=False, elem_id="status")
-            go.click(steer_clip, [clip, axis, delta, mode, reference], [out, status])
             with gr.Accordion("Build an axis from two reference clips", open=False):
-                base = gr.Dropdown(names, value=names[0], label="Run it on the models of",
+                base = gr.Dropdown(app.choices(), value=names[0], label="Run it on the models of",
                                    elem_id="ref-base")
                 ref_src = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                    label="Source reference (e.g. calm)", elem_id="ref-source")
@@ -114,17 +143,25 @@ def build_ui(app: SteeringApp):
                 build = gr.Button("Build axis", elem_id="ref-build")
                 ref_status = gr.Textbox(label="Reference axis", interactive=False,
                                         elem_id="ref-status")
-                build.click(build_reference, [base, ref_src, ref_tgt], [reference, ref_status])
         with gr.Tab("Text to speech"):
             text = gr.Textbox(label="Text", lines=3, elem_id="tts-text")
             t_axis, t_mode = axis_controls("tts-")
             alpha = gr.Slider(-1.0, 1.0, value=DEFAULT_DELTA, step=DELTA_STEP,
-                              label="alpha (-1 as calm as the source, +1 as angry as the target; as `emosteer tts`)", elem_id="tts-alpha")
+                              label=alpha_label(app.ends(names[0])), elem_id="tts-alpha")
             say = gr.Button("Speak", variant="primary", elem_id="tts-btn")
-            t_out = gr.Audio(label="Speech", type="numpy", interactive=False,
-                             elem_id="tts-audio")
+            t_out, t_judges = output_row("Speech", "tts-")
             t_status = gr.Textbox(label="Status", interactive=False, elem_id="tts-status")
-            say.click(speak, [text, t_axis, alpha, t_mode, reference], [t_out, t_status])
+        footer = gr.Markdown(app.footer(), elem_id="footer")
+        go.click(steer_clip, [clip, axis, delta, mode, reference], [out, status, judges, footer])
+        say.click(speak, [text, t_axis, alpha, t_mode, reference],
+                  [t_out, t_status, t_judges, footer])
+        axis.change(delta_slider, [axis, reference], delta)
+        t_axis.change(alpha_slider, [t_axis, reference], alpha)
+        # A reference axis chosen before it was built gets its ends once it exists.
+        build.click(build_reference, [base, ref_src, ref_tgt], [reference, ref_status]).then(
+            delta_slider, [axis, reference], delta).then(alpha_slider, [t_axis, reference], alpha)
+        # A later visitor sees the vocoder an earlier request loaded.
+        demo.load(app.footer, None, footer)
     # Concurrent users wait in a bounded queue; models are shared through `app`.
     demo.queue(default_concurrency_limit=app.config.concurrency,
                max_size=app.config.queue_size)

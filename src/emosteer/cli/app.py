@@ -1,30 +1,32 @@
 r"""`emosteer app`: an interactive page to steer clips and TTS along saved axes.
 
-    emosteer app --run demo-out --axis other=runs/x/axis --port 7860
+    emosteer app --run demo-out --axis other=runs/x/axis --bank moods=runs/bank \
+        --emotion-judge demo-out/evaluate/emotion_judge --port 7860
 
 Only the axes named here can be chosen in the page; it never takes a path from a visitor.
+Every output is scored by the offline judges that are installed: DNSMOS, and P(target) from
+--emotion-judge (or a trained judge saved beside the axis, e.g. a run's evaluate/emotion_judge).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
-from emosteer.app.core import AppConfig
+from emosteer.app.core import AppConfig, SteeringApp, parse_axis_specs
+from emosteer.app.ui import launch, upload_roots
 from emosteer.cli._common import add_device
 
 log = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
-    from emosteer.app.core import SteeringApp, parse_axis_specs
-    from emosteer.app.ui import launch, upload_roots
-
     cfg = AppConfig(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                     concurrency=args.concurrency, queue_size=args.queue_size,
                     vocoder=args.vocoder, device=args.device, bf16=args.bf16,
-                    host=args.host, port=args.port)
-    axes = parse_axis_specs(args.run or [], args.axis or [])
+                    host=args.host, port=args.port, emotion_judge=args.emotion_judge)
+    axes = parse_axis_specs(args.run or [], args.axis or [], args.bank or [])
     app = SteeringApp(axes, cfg, upload_roots())
     log.info("axes: %s", ", ".join(f"{n} ({e.axis_dir})" for n, e in axes.items()))
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
@@ -43,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "Repeatable")
     p.add_argument("--axis", action="append", metavar="NAME=DIR",
                    help="an axis directory under a name (mapper: DIR/../mapper). Repeatable")
+    p.add_argument("--bank", action="append", metavar="NAME=DIR",
+                   help="an emotion bank (`emosteer bank`): one axis NAME.<emotion> per emotion "
+                        "(mapper: DIR/../mapper). Repeatable")
+    p.add_argument("--emotion-judge", type=Path, metavar="DIR",
+                   help="a saved emotion judge (e.g. a run's evaluate/emotion_judge) for the "
+                        "P(target) shown with every output (default: one saved beside the "
+                        "axis, if any)")
     p.add_argument("--vocoder", default=AppConfig.vocoder,
                    help="auto (default: hifigan-universal if installed and the mels match, else "
                         "griffinlim), hifigan-universal, griffinlim, a jik876 HiFi-GAN "
