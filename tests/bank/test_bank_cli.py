@@ -153,7 +153,8 @@ def test_app_lists_a_banks_emotions(tiny_bank, tmp_path):
     table = parse_axis_specs([], [], banks=[f"moods={tiny_bank.path}"])
     assert list(table) == ["moods.angry", "moods.happy", "moods.sad"]
     e = table["moods.sad"]
-    assert e.label == "moods: calm → sad" and e.axis_dir == (tiny_bank.path / "sad").resolve()
+    assert e.label.startswith("moods: calm → sad · layer ")
+    assert e.axis_dir == (tiny_bank.path / "sad").resolve()
     assert e.mapper_dir is None  # no mapper next to this bank
     with pytest.raises(ConfigError, match="NAME=DIR"):
         parse_axis_specs([], [], banks=[str(tiny_bank.path)])
