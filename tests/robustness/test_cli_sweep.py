@@ -286,8 +286,6 @@ def test_other_commands_on_hostile_artifacts(hostile, tmp_path, capsys, caplog):
            "--run", hostile["runs"]["mapper_pickle"]], [tmp_path / "tts.wav"], capsys, caplog)
 
 
-@pytest.mark.xfail(reason="steering.steer.check_parts (the steering engineer's) words the "
-                          "axis/mapper/encoder dimension mismatch without the files' names")
 def test_cross_artifact_dims_name_the_files(hostile, tmp_path, capsys, caplog):
     run = hostile["runs"]["axis_wrong_dims"]
     seen = check(["steer", "--input", hostile["good"], "--delta", "0.5", "--output",

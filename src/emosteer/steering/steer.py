@@ -364,31 +364,44 @@ def _where(artifact, kind: str, filename: str) -> str:
     return str(Path(path) / filename) if path is not None else f"the {kind}"
 
 
+def _prefix(artifact, filename: str) -> str:
+    """'PATH/FILE: ' for an artifact loaded from disk, '' for one built in memory."""
+    path = getattr(artifact, "path", None)
+    return f"{Path(path) / filename}: " if path is not None else ""
+
+
 def check_parts(axis, encoder, mapper, vocoder) -> None:
-    """Every consistency check between a Steerer's parts (any may be None)."""
+    """Every consistency check between a Steerer's parts (any may be None); each error names
+    the files of the parts that disagree."""
+    m_src, a_src = _prefix(mapper, CONFIG_FILE), _prefix(axis, AXIS_JSON)
     if mapper is not None and vocoder is not None:
         m, v = mapper.config.mel, vocoder.mel_config
         if (m.sample_rate, m.hop_length, m.n_mels) != (v.sample_rate, v.hop_length, v.n_mels):
+            name = getattr(vocoder, "name", "") or type(vocoder).__name__
             raise ConfigError(
-                f"mapper produces {m.n_mels} mels at {m.sample_rate} Hz / hop {m.hop_length}, "
-                f"the vocoder expects {v.n_mels} at {v.sample_rate} Hz / hop {v.hop_length}")
+                f"{m_src}the mapper produces {m.n_mels} mels at {m.sample_rate} Hz / hop "
+                f"{m.hop_length}, the vocoder expects {v.n_mels} at {v.sample_rate} Hz / hop "
+                f"{v.hop_length} (vocoder {name})")
     if mapper is not None and axis is not None and mapper.config.layer != axis.config.layer:
-        raise ConfigError(f"{_where(mapper, 'mapper', CONFIG_FILE)}: the mapper reads layer "
-                          f"{mapper.config.layer}, the axis is at layer {axis.config.layer}")
+        raise ConfigError(f"{m_src}the mapper reads layer {mapper.config.layer}, the axis "
+                          f"is at layer {axis.config.layer} ({a_src.rstrip(': ') or 'in memory'})")
     if mapper is not None and axis is not None and mapper.config.in_dim != axis.config.dim:
-        raise ConfigError(f"the mapper reads {mapper.config.in_dim}-dim frames, the axis has "
-                          f"{axis.config.dim} dims")
+        raise ConfigError(f"{m_src}the mapper reads {mapper.config.in_dim}-dim frames, the "
+                          f"axis has {axis.config.dim} dims ({a_src.rstrip(': ') or 'in memory'})")
     if encoder is None:
         return
     if axis is not None and axis.config.layer not in encoder.layers:
-        raise ConfigError(f"the encoder does not compute the axis layer {axis.config.layer}")
+        raise ConfigError(f"{a_src}the encoder does not compute the axis layer "
+                          f"{axis.config.layer}")
     if mapper is not None and mapper.config.layer not in encoder.layers:
-        raise ConfigError(f"the encoder does not compute the mapper's layer {mapper.config.layer}")
+        raise ConfigError(f"{m_src}the encoder does not compute the mapper's layer "
+                          f"{mapper.config.layer}")
     hidden = encoder.config.hidden_size
     if axis is not None and hidden != axis.config.dim:
-        raise ConfigError(f"the encoder has {hidden} dims, the axis {axis.config.dim}")
+        raise ConfigError(f"{a_src}the encoder has {hidden} dims, the axis {axis.config.dim}")
     if mapper is not None and hidden != mapper.config.in_dim:
-        raise ConfigError(f"the encoder has {hidden} dims, the mapper reads {mapper.config.in_dim}")
+        raise ConfigError(f"{m_src}the encoder has {hidden} dims, the mapper reads "
+                          f"{mapper.config.in_dim}")
     actual = encoder.config.identity()
     if mapper is not None:
         check_identity(mapper.config.encoder, actual, _where(mapper, "mapper", CONFIG_FILE))
