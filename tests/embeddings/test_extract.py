@@ -138,7 +138,7 @@ def _extract_cmd(ravdess_dir: Path, model: Path, out: Path) -> list[str]:
             "extract", str(ravdess_dir), "--format",
             "ravdess", "--model", str(model), "--layers", "1,2", "--out", str(out),
             "--speakers", "ravdess_04", "--emotions", "sad,happy", "--limit", "12",
-            "--pooling", "voiced", "--no-progress"]
+            "--pooling", "voiced", "--no-progress", "--bf16", "off"]  # the reference is fp32
 
 
 def _items(out: Path) -> dict[str, float]:
