@@ -17,6 +17,7 @@ from emosteer.artifacts import config_from_dict, jsonable
 from emosteer.audio import save_audio
 from emosteer.errors import ArtifactError, ConfigError, EmosteerError
 from emosteer.steering.steer import Steerer
+from emosteer.synthesis.contract import Vocoder
 from emosteer.synthesis.hub_vocoders import (
     HubVocoder,
     SpeechT5Vocoder,
@@ -35,7 +36,7 @@ from emosteer.synthesis.mel import (
     mel_to_magnitude,
     n_frames,
 )
-from emosteer.synthesis.vocoders import Vocoder, describe_vocoder, load_vocoder
+from emosteer.synthesis.vocoders import describe_vocoder, load_vocoder
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "v0_1_0"
 

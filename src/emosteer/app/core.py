@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from emosteer.evaluation.emotion_judge import CONFIG_NAME as JUDGE_CONFIG
 from emosteer.evaluation.emotion_judge import EmotionJudge
 from emosteer.evaluation.panel import make_judges
 from emosteer.steering.steer import MODES, SteerConfig, Steerer
+from emosteer.steering.steer import check_delta as check_steering_delta
 from emosteer.tts.backends import load_voice, synthesize_long
 from emosteer.tts.references import (
     MIN_REF_SECONDS,
@@ -264,11 +264,10 @@ def validate_upload(path: str | Path | None, cfg: AppConfig, roots: tuple[Path, 
 
 
 def check_delta(delta: float) -> float:
-    try:
-        delta = float(delta)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"delta {delta!r} is not a number") from e
-    if not math.isfinite(delta) or abs(delta) > MAX_DELTA:
+    """The steering bound first (a number, finite, |delta| <= steering's MAX_DELTA), then the
+    slider's narrower range."""
+    delta = check_steering_delta(delta)
+    if abs(delta) > MAX_DELTA:
         raise ConfigError(f"delta {delta}: must lie in [-{MAX_DELTA:g}, {MAX_DELTA:g}]")
     return delta
 

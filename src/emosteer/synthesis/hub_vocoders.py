@@ -28,11 +28,11 @@ import pickle
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from emosteer.errors import ArtifactError, ConfigError
+from emosteer.synthesis.contract import Vocoder
 from emosteer.synthesis.mel import MelConfig, mel_basis
 
 SPEECHT5 = "speecht5_hifigan"
@@ -148,48 +148,9 @@ def _hub_kind(repo_id: str) -> str:
                       f"{VOCOS_CONFIG}); known ids: {', '.join(KNOWN_IDS)}")
 
 
-# --- the Vocoder contract ------------------------------------------------------------------
-
-class HubVocoder(nn.Module):
-    """The contract of `emosteer.synthesis.vocoders.Vocoder` (`.mel_config`, `.sample_rate`,
-    `.hop_length`, `.origin`, `.device`, `__call__(mel (B, n_mels, T)) -> (B, T * hop)`, numpy
-    `vocode`), restated here because vocoders.py imports this module to dispatch to it (the
-    tests check that the two stay the same)."""
-
-    mel_config: MelConfig
-    origin: dict | None = None
-    name: str = ""
-
-    @property
-    def sample_rate(self) -> int:
-        return self.mel_config.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.mel_config.hop_length
-
-    @property
-    def device(self) -> torch.device:
-        tensors = (*self.parameters(), *self.buffers())
-        return tensors[0].device if tensors else torch.device("cpu")
-
-    def _check_mel(self, mel: torch.Tensor) -> None:
-        if not isinstance(mel, torch.Tensor) or mel.ndim != 3:
-            shape = tuple(getattr(mel, "shape", ()))
-            raise ConfigError(f"vocoder input: expected a torch mel (B, n_mels, T), got {shape}")
-        if mel.shape[1] != self.mel_config.n_mels:
-            raise ConfigError(f"vocoder input has {mel.shape[1]} mel bands; this vocoder expects "
-                              f"{self.mel_config.n_mels}")
-        if mel.shape[2] == 0:
-            raise ConfigError("vocoder input has no frames")
-
-    @torch.inference_mode()
-    def vocode(self, mel: np.ndarray) -> np.ndarray:
-        """numpy log-mel (n_mels, T) -> float32 waveform (T * hop_length,)."""
-        mel = np.asarray(mel, dtype=np.float32)
-        if mel.ndim != 2:
-            raise ConfigError(f"vocode: expected a log-mel (n_mels, T), got shape {mel.shape}")
-        return self(torch.from_numpy(mel)[None].to(self.device))[0].float().cpu().numpy()
+class HubVocoder(Vocoder, nn.Module):
+    """A vocoder built from hub files (SpeechT5 HiFi-GAN, Vocos): an nn.Module with the
+    Vocoder contract."""
 
 
 # --- SpeechT5 HiFi-GAN ---------------------------------------------------------------------

@@ -9,7 +9,11 @@
   needs no weights, so it always works offline;
 - a jik876 HiFi-GAN directory (config.json + g_XXXXXXXX) or one of its g_ files;
 - a directory written by `export_vocoder` (vocoder.safetensors + vocoder.json);
+- a hub id ("microsoft/speecht5_hifigan", "charactr/vocos-mel-24khz") or a directory of its
+  files (`hub_vocoders`);
 - any name added with `register_vocoder(name, factory)`.
+
+Every one honours the contract of `contract.Vocoder`.
 
 Foreign checkpoints are read with `torch.load(weights_only=True)` only: a pickle that would
 run code is refused with an ArtifactError.
@@ -28,7 +32,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -44,6 +47,7 @@ from emosteer.artifacts import (
 )
 from emosteer.audio import load_audio, save_audio
 from emosteer.errors import ArtifactError, ConfigError, EmosteerError
+from emosteer.synthesis.contract import Vocoder
 from emosteer.synthesis.hifigan import V1, Generator, HiFiGANConfig, load_generator_state
 from emosteer.synthesis.hub_vocoders import is_hub_vocoder, load_hub_vocoder
 from emosteer.synthesis.mel import (
@@ -63,48 +67,6 @@ EXPORT_CONFIG = "vocoder.json"
 _JIK876_CKPT = re.compile(r"g_(\d+)$")
 
 log = logging.getLogger(__name__)
-
-
-class Vocoder:
-    """What every vocoder offers: `.mel_config`, `.sample_rate`, `.hop_length`,
-    `__call__(mel (B, n_mels, T)) -> (B, T * hop)` (torch) and numpy `vocode`."""
-
-    mel_config: MelConfig
-    origin: dict | None = None  # where packaged weights come from (see PACKAGED_VOCODERS)
-    name: str = ""  # the name or path load_vocoder resolved ("auto" becomes what it chose)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.mel_config.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.mel_config.hop_length
-
-    def _check_mel(self, mel: torch.Tensor) -> None:
-        if not isinstance(mel, torch.Tensor) or mel.ndim != 3:
-            shape = tuple(getattr(mel, "shape", ()))
-            raise ConfigError(f"vocoder input: expected a torch mel (B, n_mels, T), got {shape}")
-        if mel.shape[1] != self.mel_config.n_mels:
-            raise ConfigError(f"vocoder input has {mel.shape[1]} mel bands; this vocoder expects "
-                              f"{self.mel_config.n_mels}")
-        if mel.shape[2] == 0:
-            raise ConfigError("vocoder input has no frames")
-
-    @property
-    def device(self) -> torch.device:
-        """Where the vocoder runs: the device of its first parameter or buffer."""
-        tensors = (*self.parameters(), *self.buffers())  # type: ignore[attr-defined]
-        return tensors[0].device if tensors else torch.device("cpu")
-
-    @torch.inference_mode()
-    def vocode(self, mel: np.ndarray) -> np.ndarray:
-        """numpy log-mel (n_mels, T) -> float32 waveform (T * hop_length,)."""
-        mel = np.asarray(mel, dtype=np.float32)
-        if mel.ndim != 2:
-            raise ConfigError(f"vocode: expected a log-mel (n_mels, T), got shape {mel.shape}")
-        wav = self(torch.from_numpy(mel)[None].to(self.device))  # type: ignore[operator]
-        return wav[0].float().cpu().numpy()
 
 
 class HiFiGAN(Generator, Vocoder):
