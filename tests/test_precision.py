@@ -108,7 +108,7 @@ def test_check_is_fast_and_cached():
     took = time.perf_counter() - start
     assert precision.cpu_info() is first
     # The budget is ~50 ms (torch is imported by then); reading one file and three
-    # torch queries take well under a millisecond, so 0.5 s only fails on a real regression.
+    # torch queries take about a millisecond, so 0.5 s only fails on a real regression.
     assert took < 0.5
     assert first.capability in precision.machine_line()
 

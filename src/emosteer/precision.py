@@ -22,7 +22,7 @@ not capping it below AVX512_CORE_BF16, and torch's mkldnn bf16 check true). Othe
 architectures count as not native: their bf16 speed was never measured here. On CUDA,
 `torch.cuda.is_bf16_supported(including_emulation=False)` (compute capability 8.0 and up). The
 answer is cached per process; the check itself reads one file and asks torch three questions
-(well under a millisecond once torch is imported).
+(about a millisecond once torch is imported).
 """
 
 from __future__ import annotations
