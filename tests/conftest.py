@@ -106,8 +106,11 @@ def make_tiny_run(root: Path, model_dir: Path, *, axis=None, calibration: float 
     axis.save(root / "axis")
     ProsodyDelta(**{**TINY_PROSODY, **(prosody or {})}, source="calm", target="angry").save(
         root / "axis" / "prosody.json")
+    # The mapper records Griffin-Lim as its vocoder, so "auto" decodes tiny runs without the
+    # 14M-parameter HiFi-GAN (an untrained mapper's mel gains nothing from it); the packaged
+    # vocoder has its own tests (tests/synthesis/test_pretrained_vocoder.py).
     Mapper(MapperConfig(in_dim=32, encoder=EncoderIdentity(str(model_dir)), layer=TINY_LAYER,
-                        hidden=16, n_blocks=n_blocks)).save(root / "mapper")
+                        hidden=16, n_blocks=n_blocks, vocoder="griffinlim")).save(root / "mapper")
     return root
 
 
