@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import pytest
@@ -9,15 +10,58 @@ import pytest
 from emosteer.cli import main
 from emosteer.cli.run import parse_overrides
 from emosteer.errors import ConfigError
-from emosteer.pipeline.recipe import Recipe, bundled_recipes, load_recipe, recipe_from_dict
+from emosteer.pipeline.democorpus import DEMO_NOTICE, SENTENCES, VOICES
+from emosteer.pipeline.recipe import (
+    DEMO_RECIPES,
+    Recipe,
+    apply_overrides,
+    bundled_recipes,
+    load_recipe,
+    recipe_from_dict,
+)
+from emosteer.report.build import build_report
+
+VERDICT_DELTAS = {-1.0, 0.0, 1.0}  # what the report's verdict panel reads
+RAVDESS_SOURCE_CLIPS = 8  # per actor and emotion other than neutral: 2 statements x 2 intensities x 2 takes
 
 
 def test_bundled_recipes_parse():
-    assert {"demo", "ravdess", "cremad"} <= set(bundled_recipes())
+    assert {"demo", "demo-ravdess", "ravdess", "cremad"} <= set(bundled_recipes())
+    assert set(DEMO_RECIPES.values()) <= set(bundled_recipes())
     for name in bundled_recipes():
         r = load_recipe(name)
         assert r.encoder.model == "facebook/wav2vec2-base" and r.encoder.layer == 5
     assert load_recipe("ravdess").corpus.download and not load_recipe("ravdess").encoder.fallback_random_init
+
+
+def eval_clips(recipe: Recipe) -> dict[str, int]:
+    """Held-out speaker -> clips evaluate steers (it takes up to clips_per_speaker of the
+    speaker's source-emotion clips): one per sentence in the demo corpus, 8 per RAVDESS actor."""
+    c, per = recipe.corpus, recipe.steer.clips_per_speaker
+    if c.kind == "demo":
+        voices = {v.name for v in VOICES[:c.n_voices]}
+        return {s: min(per, c.n_sentences) if s in voices else 0 for s in recipe.axis.test_speakers}
+    return {s: min(per, RAVDESS_SOURCE_CLIPS) if not c.speakers or s in c.speakers else 0
+            for s in recipe.axis.test_speakers}
+
+
+@pytest.mark.parametrize("name", sorted(DEMO_RECIPES.values()))
+def test_demo_geometry_answers_does_it_work(name):
+    """Both demos: >= 2 held-out speakers, >= 16 evaluation clips, every mode at the verdict's
+    -1/0/+1, the real vocoder ('auto'), a bank, and the emotions the axis needs."""
+    r = load_recipe(name)
+    clips = eval_clips(r)
+    assert len(r.axis.test_speakers) >= 2 and all(n > 0 for n in clips.values()), clips
+    assert sum(clips.values()) >= 16, clips
+    assert VERDICT_DELTAS <= set(r.steer.deltas)
+    assert set(r.steer.modes) == {"latent", "prosody", "both"}
+    assert r.steer.vocoder == "auto" and r.bank and r.evaluate and r.report
+    assert {r.axis.source, r.axis.target} <= set(r.corpus.emotions)
+    if r.corpus.kind == "demo":
+        assert r.corpus.n_sentences <= len(SENTENCES)
+    else:
+        assert r.corpus.download and set(r.axis.test_speakers) <= set(r.corpus.speakers)
+        assert len(set(r.corpus.speakers) - set(r.axis.test_speakers)) >= 2  # for the axis
 
 
 def test_unknown_key_names_file_and_key(tmp_path):
@@ -37,6 +81,11 @@ def test_overrides_are_yaml_typed():
     with pytest.raises(ConfigError):
         parse_overrides(["nonsense"])
     assert Recipe().replace(encoder={"layer": 3}).encoder.layer == 3
+    assert apply_overrides(Recipe(), o).steer.deltas == (-1, 1)
+    with pytest.raises(ConfigError, match="n_boot"):
+        apply_overrides(Recipe(), {"steer": {"n_boot": 0}})
+    with pytest.raises(ConfigError, match="not a recipe section"):
+        apply_overrides(Recipe(), {"probe": {"x": 1}})
 
 
 def test_offline_fallback_is_a_labelled_random_init_control(tmp_path, monkeypatch):
@@ -79,9 +128,15 @@ def test_demo_pipeline_runs_and_resumes(tiny_model_dir, tmp_path, caplog):
     out = tmp_path / "run"
     args = ["demo", "--out", str(out), *tiny_recipe(tiny_model_dir)]
     assert main([*args, "--stop-after", "axis"]) == 0
+    # the synthetic corpus's notice: on the console at the start and at the end, and in run.json
+    assert caplog.text.count(DEMO_NOTICE) == 2
+    assert "emosteer demo --corpus ravdess" in DEMO_NOTICE and "WORLD renderings" in DEMO_NOTICE
     state = json.loads((out / "run.json").read_text())
+    assert state["notices"] == [DEMO_NOTICE]
     assert list(state["stages"]) == ["corpus", "extract", "axis"]
     assert state["encoder"]["note"] == ""
+    manifest = (out / "corpus" / "manifest.csv").read_text().splitlines()
+    assert manifest[0] == "path,speaker,emotion,sentence,text" and SENTENCES[0] in manifest[1]
     assert (out / "axis" / "prosody.json").is_file()
     assert state["stages"]["axis"]["result"]["holdout"]["test_speakers"] == ["spk_c"]
     store_mtime = (out / "store" / "store.json").stat().st_mtime_ns
@@ -89,10 +144,14 @@ def test_demo_pipeline_runs_and_resumes(tiny_model_dir, tmp_path, caplog):
     caplog.set_level("INFO")
     assert main([*args, "--stop-after", "tts"]) == 0
     assert "extract: done earlier, skipped" in caplog.text
+    assert "corpus: done earlier, skipped" in caplog.text
     assert (out / "store" / "store.json").stat().st_mtime_ns == store_mtime
     state = json.loads((out / "run.json").read_text())
-    assert list(state["stages"]) == ["corpus", "extract", "axis", "mapper", "steer", "tts"]
+    assert list(state["stages"]) == ["corpus", "extract", "axis", "bank", "mapper", "steer", "tts"]
     assert all(s["status"] == "done" for s in state["stages"].values())
+    assert state["notices"] == [DEMO_NOTICE] and state["bank"] == "bank"
+    assert state["stages"]["bank"]["result"]["emotions"] == ["angry"]
+    assert (out / "bank" / "bank.json").is_file() and (out / "bank" / "angry" / "prosody.json").is_file()
     sweep = json.loads((out / "steer" / "sweep.json").read_text())
     assert len(sweep["items"]) == 2 * 2 and sweep["speaker"] == "spk_c"
     assert all((out / "steer" / it["path"]).is_file() for it in sweep["items"])
@@ -101,8 +160,35 @@ def test_demo_pipeline_runs_and_resumes(tiny_model_dir, tmp_path, caplog):
     assert [it["alpha"] for it in tts["items"]] == [-1.0, 0.0, 1.0]
     assert all((out / "tts" / it["path"]).is_file() for it in tts["items"])
 
+    # the report shows the notice on top and the bank (the evaluate-less report is quick)
+    page = html.unescape(build_report(out).read_text())
+    assert DEMO_NOTICE in page[:page.index('<section id="bank">')]
+
     # a different recipe in the same directory is refused, not silently mixed
     assert main([*args, "--set", "encoder.layer=1"]) == 2
+
+
+def test_demo_corpus_is_rebuilt_when_its_spec_changes(tmp_path, monkeypatch):
+    """RUN/corpus survives -f: a corpus of other sentences or emotions must not be reused."""
+    from emosteer.pipeline import democorpus
+
+    calls = []
+    monkeypatch.setattr(democorpus, "synthesize",
+                        lambda text, **kw: (calls.append(text), (democorpus.np.zeros(8000, "float32"), 16000))[1])
+    monkeypatch.setattr(democorpus, "analyze", lambda wav, sr: None)
+    monkeypatch.setattr(democorpus, "transform",
+                        lambda a, sr, v, r: democorpus.np.full(1600, 0.1, "float32"))
+    democorpus.build_demo_corpus(tmp_path, 1, 1)
+    democorpus.build_demo_corpus(tmp_path, 1, 1)
+    assert len(calls) == 1
+    democorpus.build_demo_corpus(tmp_path, 1, 1, emotions=("calm", "angry", "sad", "happy"))
+    assert len(calls) == 2
+    rows = (tmp_path / "manifest.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[2] for r in rows] == ["calm", "angry", "sad", "happy"]
+    with pytest.raises(ConfigError, match="fear"):
+        democorpus.build_demo_corpus(tmp_path, 1, 1, emotions=("calm", "fear"))
+    with pytest.raises(ConfigError, match="n_sentences"):
+        democorpus.build_demo_corpus(tmp_path, len(SENTENCES) + 1, 1)
 
 
 @pytest.mark.slow
@@ -110,9 +196,9 @@ def test_demo_pipeline_full(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     assert main(["demo", "--out", str(out), *tiny_recipe(tiny_model_dir)]) == 0
     state = json.loads((out / "run.json").read_text())
-    assert list(state["stages"]) == ["corpus", "extract", "axis", "mapper", "steer", "tts",
-                                     "evaluate", "report"]
+    assert list(state["stages"]) == ["corpus", "extract", "axis", "bank", "mapper", "steer",
+                                     "tts", "evaluate", "report"]
     evaluation = json.loads((out / "evaluate" / "evaluate.json").read_text())
     assert {c["speaker"] for c in evaluation["clips"]} == {"spk_c"}
-    html = (out / "index.html").read_text()
-    assert "<audio" in html and "spk_c" in html
+    page = html.unescape((out / "index.html").read_text())
+    assert "<audio" in page and "spk_c" in page and DEMO_NOTICE in page

@@ -85,8 +85,9 @@ class RunContext:
         if self._utterances is None:
             kind, root = self.state["corpus"]["format"], self.state["corpus"]["root"]
             utts = scan_corpus(root, kind)
-            keep = self.recipe.corpus.speakers
-            self._utterances = [u for u in utts if not keep or u.speaker in keep]
+            speakers, emotions = self.recipe.corpus.speakers, self.recipe.corpus.emotions
+            self._utterances = [u for u in utts if (not speakers or u.speaker in speakers)
+                                and (not emotions or u.emotion in emotions)]
         return self._utterances
 
     def split(self) -> tuple[list, list]:

@@ -1,8 +1,9 @@
 """Recipes: one YAML file describing a whole experiment, read into frozen dataclasses.
 
 A recipe names a corpus, an encoder and the settings of every stage. `emosteer run RECIPE.yaml`
-executes it (`run`); `emosteer demo` is the bundled `demo.yaml`. Unknown keys are
-errors naming the file and the key, so a typo never silently falls back to a default.
+executes it (`run`); `emosteer demo` is the bundled `demo.yaml` (`--corpus ravdess`:
+`demo-ravdess.yaml`, see DEMO_RECIPES). Unknown keys are errors naming the file and the key, so
+a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from emosteer.steering.steer import mode_config
 
 CORPUS_KINDS = ("demo", "ravdess", "cremad", "emodb", "tess", "csv")
 DOWNLOADABLE = ("ravdess", "cremad")  # the corpora with a public URL (emosteer.download)
+# `emosteer demo --corpus NAME` -> the bundled recipe it runs: the offline generated corpus, or
+# the same stages, demo-sized, on real acted speech.
+DEMO_RECIPES = {"demo": "demo", "ravdess": "demo-ravdess"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,9 @@ class CorpusSpec:
     root: str | None = None  # where the corpus is (or goes, with download); None: RUN/corpus
     download: bool = False
     speakers: tuple[str, ...] = ()  # keep only these (all when empty)
+    # Keep only these emotions (all when empty). For kind demo: the renderings generated
+    # (democorpus.RENDERINGS; empty: calm and angry).
+    emotions: tuple[str, ...] = ()
     n_sentences: int = 5  # demo only: sentences read by the TTS voice
     n_voices: int = 5  # demo only: pseudo-speakers
 
@@ -76,10 +83,15 @@ class SteerSpec:
     deltas: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
     modes: tuple[str, ...] = ("latent", "prosody", "both")
     clips_per_speaker: int = 2
+    # evaluate's bootstrap resamples per CI: its cost grows with resamples x cells, not clips,
+    # so a demo can trade CI precision (percentiles of 200 move by ~0.03 sd) for a minute
+    n_boot: int = 1000
 
     def __post_init__(self) -> None:
         for spec in self.modes:  # "mode" or "mode:decode"; fail at load, not after training
             mode_config(spec)
+        if self.n_boot < 1:
+            raise ConfigError(f"steer.n_boot {self.n_boot}: must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,7 @@ class Recipe:
     steer: SteerSpec = field(default_factory=SteerSpec)
     tts: TtsSpec = field(default_factory=TtsSpec)
     probe: bool = True
+    bank: bool = True  # an emotion bank (every other emotion from axis.source) at RUN/bank
     evaluate: bool = True
     report: bool = True
 
@@ -145,6 +158,20 @@ _SECTIONS = {"corpus": CorpusSpec, "encoder": EncoderSpec, "axis": AxisSpec,
 
 def recipe_from_dict(data: dict, source: str = "<recipe>") -> Recipe:
     return _build(Recipe, data, source)
+
+
+def apply_overrides(recipe: Recipe, overrides: dict[str, Any], source: str = "--set") -> Recipe:
+    """`recipe` with {section: {key: value}} (or {field: value}) changed, validated as a whole
+    recipe is, so an override can be no more wrong than a recipe file."""
+    data = dataclasses.asdict(recipe)
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            if not isinstance(data.get(section), dict):
+                raise ConfigError(f"{source} {section}.*: {section!r} is not a recipe section")
+            data[section].update(values)
+        else:
+            data[section] = values
+    return recipe_from_dict(data, source)
 
 
 def load_recipe(path_or_name: str | Path) -> Recipe:

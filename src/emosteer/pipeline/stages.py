@@ -3,12 +3,15 @@ directory and returns a small summary for run.json (`run` executes them in order
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+from emosteer.artifacts import read_json
 from emosteer.audio import SAMPLE_RATE, load_audio, save_audio
 from emosteer.axes import build_axis, holdout_auc
-from emosteer.corpora.download import download_corpus
+from emosteer.bank.build import build_bank
+from emosteer.corpora.download import SOURCES, download_corpus
 from emosteer.corpora.formats import count_table
 from emosteer.embeddings.extract import extract_store
 from emosteer.embeddings.store import EmbeddingStore
@@ -29,17 +32,39 @@ from emosteer.training import TrainConfig
 from emosteer.tts.backends import synthesize_long
 from emosteer.tts.references import measure_change, steering_delta
 
+log = logging.getLogger(__name__)
+
+# Per-clip WORLD analyses (under RUN/cache/prosody/, keyed by the clip's bytes), shared by the
+# axis stage's prosody delta and the bank's: the same clips, analysed once.
+PROSODY_CACHE = "cache"
+BANK_DIR = "bank"  # RUN/bank: where the report looks for a bank (run.json names it too)
+
+
+def fetch_corpus(ctx: RunContext, kind: str, root: Path) -> Path:
+    """Download `kind` into `root` unless an earlier run did: an archive already extracted
+    there (its <kind>.download.json says so) is neither fetched nor extracted again, so `-f`
+    redoes the run, not a 200 MB download."""
+    source = SOURCES.get(kind)
+    record = root / f"{kind}.download.json"
+    if source is not None and source.url and record.is_file():
+        done = read_json(record)
+        if isinstance(done, dict) and done.get("extracted"):
+            log.info("%s: downloaded and extracted earlier (%s); not fetched again", root,
+                     record.name)
+            return root
+    return download_corpus(kind, root, force=ctx.force, progress=ctx.progress)
+
 
 def stage_corpus(ctx: RunContext) -> dict:
     spec = ctx.recipe.corpus
     if spec.kind == "demo":
         root = Path(spec.root) if spec.root else ctx.path("corpus")
-        build_demo_corpus(root, spec.n_sentences, spec.n_voices)
+        build_demo_corpus(root, spec.n_sentences, spec.n_voices, emotions=spec.emotions)
         fmt = "csv"
     else:
         root = Path(spec.root) if spec.root else ctx.path("corpus")
         if spec.download:
-            root = download_corpus(spec.kind, root, progress=ctx.progress)
+            root = fetch_corpus(ctx, spec.kind, root)
         fmt = spec.kind
     ctx.state["corpus"] = {"format": fmt, "root": str(root.resolve())}
     ctx._utterances = None
@@ -68,7 +93,7 @@ def stage_axis(ctx: RunContext) -> dict:
     train, _ = ctx.split()
     delta = learn_prosody_delta([u.path for u in train], [u.speaker for u in train],
                                 [u.emotion for u in train], spec.source, spec.target,
-                                progress=ctx.progress)
+                                progress=ctx.progress, cache_dir=ctx.path(PROSODY_CACHE))
     delta.save(ctx.path("axis") / PROSODY_FILE)
     out: dict[str, Any] = {"calibration": round(float(axis.calibration), 4),
                            "f0_shift_st": round(delta.f0_shift_st, 2),
@@ -78,6 +103,24 @@ def stage_axis(ctx: RunContext) -> dict:
                                      np.asarray(store.labels("emotion")), spec.source,
                                      spec.target, spec.test_speakers, spec.normalize_per_speaker)
     return out
+
+
+def stage_bank(ctx: RunContext) -> dict:
+    """The emotion bank: axis.source -> every other emotion of the corpus, an axis and a prosody
+    delta each, from the training speakers (the held-out ones give the AUC); RUN/bank."""
+    spec = ctx.recipe.axis
+    bank = build_bank(ctx.path("store"), ctx.path(BANK_DIR), reference=spec.source,
+                      layer=ctx.recipe.encoder.layer, holdout_speakers=spec.test_speakers,
+                      force=True, normalize_per_speaker=spec.normalize_per_speaker,
+                      cache_dir=ctx.path(PROSODY_CACHE), progress=ctx.progress)
+    ctx.state["bank"] = BANK_DIR  # relative to run.json, where the report resolves it
+    per = bank.diagnostics.get("per_emotion", {})
+
+    def auc(emotion):
+        value = (per.get(emotion, {}).get("holdout") or {}).get("auc_raw")
+        return None if value is None else round(float(value), 3)
+
+    return {"emotions": list(bank.emotions), "holdout_auc": {e: auc(e) for e in bank.emotions}}
 
 
 def stage_probe(ctx: RunContext) -> dict:
@@ -175,7 +218,7 @@ def stage_evaluate(ctx: RunContext) -> dict:
     speakers = r.axis.test_speakers or (sorted({u.speaker for u in ctx.utterances()})[-1],)
     cfg = EvaluateConfig(speakers=tuple(speakers), deltas=tuple(r.steer.deltas),
                          modes=tuple(r.steer.modes), clips_per_speaker=r.steer.clips_per_speaker,
-                         seed=r.encoder.seed, vocoder=r.steer.vocoder)
+                         seed=r.encoder.seed, vocoder=r.steer.vocoder, n_boot=r.steer.n_boot)
     result = evaluate(ctx.path("store"), ctx.path("axis"), ctx.path("mapper"),
                       ctx.path("evaluate"), cfg, device=r.encoder.device, force=True,
                       progress=ctx.progress)
@@ -194,6 +237,7 @@ def stage_report(ctx: RunContext) -> dict:
 
 
 STAGE_FUNCS = {"corpus": stage_corpus, "extract": stage_extract, "axis": stage_axis,
-               "probe": stage_probe, "mapper": stage_mapper, "steer": stage_steer, "tts": stage_tts,
-               "evaluate": stage_evaluate, "report": stage_report}
+               "bank": stage_bank, "probe": stage_probe, "mapper": stage_mapper,
+               "steer": stage_steer, "tts": stage_tts, "evaluate": stage_evaluate,
+               "report": stage_report}
 STAGES = tuple(STAGE_FUNCS)  # the order a run executes them in
