@@ -33,6 +33,7 @@ from emosteer.evaluation.emotion_judge import EmotionJudge, train_emotion_judge
 from emosteer.evaluation.metrics import N_BOOT, mean_cell, spearman_cell
 from emosteer.evaluation.panel import make_judges
 from emosteer.evaluation.select import (
+    check_sweep,
     clip_id,
     delta_key,
     real_rows,
@@ -61,14 +62,7 @@ class BankEvalConfig:
     emosteer_version: str = __version__
 
     def __post_init__(self) -> None:
-        if not self.speakers:
-            raise ConfigError("--speakers: name at least one held-out speaker")
-        if not self.deltas or not all(np.isfinite(d) for d in self.deltas):
-            raise ConfigError(f"--deltas {self.deltas}: need finite numbers")
-        for spec in self.modes:
-            mode_config(spec)
-        if self.clips_per_speaker is not None and self.clips_per_speaker < 1:
-            raise ConfigError(f"--clips-per-speaker {self.clips_per_speaker}: must be >= 1")
+        check_sweep(self.speakers, self.deltas, self.modes, self.clips_per_speaker)
 
 
 def _source_rows(index, speakers, reference, per_speaker, seed) -> list[dict]:

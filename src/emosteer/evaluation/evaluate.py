@@ -63,6 +63,7 @@ from emosteer.evaluation.metrics import (
 )
 from emosteer.evaluation.panel import DEFAULT_JUDGES, JUDGE_NAMES, make_judges
 from emosteer.evaluation.select import (
+    check_sweep,
     corpus_language,
     delta_key,
     real_rows,
@@ -125,16 +126,7 @@ class EvaluateConfig:
     emosteer_version: str = __version__
 
     def __post_init__(self) -> None:
-        if not self.speakers:
-            raise ConfigError("--speakers: name at least one held-out speaker")
-        if not self.deltas or not all(np.isfinite(d) for d in self.deltas):
-            raise ConfigError(f"--deltas {self.deltas}: need finite numbers")
-        if not self.modes:
-            raise ConfigError(f"--modes: expected some of {', '.join(MODES)}")
-        for spec in self.modes:
-            mode_config(spec, frames=self.frames)  # raises on an unknown mode or decoder
-        if self.clips_per_speaker is not None and self.clips_per_speaker < 1:
-            raise ConfigError(f"--clips-per-speaker {self.clips_per_speaker}: must be >= 1")
+        check_sweep(self.speakers, self.deltas, self.modes, self.clips_per_speaker, self.frames)
         if self.judges is not None:
             unknown = [j for j in self.judges if j not in JUDGE_NAMES]
             if unknown:

@@ -16,6 +16,7 @@ from emosteer.corpora.formats import match_speakers
 from emosteer.corpora.transcripts import language, transcript
 from emosteer.errors import AudioError, ConfigError
 from emosteer.prosody.correlates import acoustic_correlates
+from emosteer.steering.steer import MODES, mode_config
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +102,18 @@ def corpus_language(rows, default: str = "en") -> str:
     """The one language of the rows' corpora (transcripts.language), else `default`."""
     langs = {language(r.get("corpus") or "") for r in rows} - {None}
     return langs.pop() if len(langs) == 1 else default
+
+
+def check_sweep(speakers, deltas, modes, clips_per_speaker, frames: str = "all") -> None:
+    """The checks every held-out sweep shares: speakers named, deltas finite, each mode a
+    "mode" or "mode:decode" that steering knows, a positive clip count."""
+    if not speakers:
+        raise ConfigError("--speakers: name at least one held-out speaker")
+    if not deltas or not all(np.isfinite(d) for d in deltas):
+        raise ConfigError(f"--deltas {deltas}: need finite numbers")
+    if not modes:
+        raise ConfigError(f"--modes: expected some of {', '.join(MODES)}")
+    for spec in modes:
+        mode_config(spec, frames=frames)  # raises on an unknown mode or decoder
+    if clips_per_speaker is not None and clips_per_speaker < 1:
+        raise ConfigError(f"--clips-per-speaker {clips_per_speaker}: must be >= 1")
