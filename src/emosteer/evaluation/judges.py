@@ -405,6 +405,8 @@ class AsrJudge(Judge):
     def _load(self) -> None:
         from faster_whisper import WhisperModel
 
+        # faster-whisper logs a line per transcription at INFO: hundreds in one evaluation
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
         path = str(bundled_whisper_path()) if self.model is None else self.model
         try:
             self._whisper = WhisperModel(path, device="cpu", compute_type=self.compute_type,
