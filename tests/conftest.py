@@ -34,8 +34,9 @@ def real_embeddings(shared_data: Path) -> Path:
 
 
 def make_tiny_model_dir(path: Path, kind: str = "wav2vec2", num_layers: int = 4,
-                        hidden: int = 32, seed: int = 0) -> Path:
-    """Save a tiny random-init SSL model (group-norm front end like the base models)."""
+                        hidden: int = 32, seed: int = 0, **config) -> Path:
+    """Save a tiny random-init SSL model (group-norm front end like the base models);
+    `config` overrides or adds keyword arguments of the model's config class."""
     import torch
     from transformers import (
         Data2VecAudioConfig,
@@ -68,7 +69,7 @@ def make_tiny_model_dir(path: Path, kind: str = "wav2vec2", num_layers: int = 4,
     )
     if kind != "data2vec":
         kwargs["feat_extract_norm"] = "group"
-    cfg = cfg_cls(**kwargs)
+    cfg = cfg_cls(**{**kwargs, **config})
     torch.manual_seed(seed)
     model = model_cls(cfg)
     path.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_tiny_model_dir
 from emosteer.audio import SAMPLE_RATE, save_audio
 from emosteer.cli import build_parser
 from emosteer.corpora.formats import Utterance
@@ -34,36 +35,16 @@ def _speechy(seconds: float, seed: int) -> np.ndarray:
 def _model(path, kind: str, norm: str | None, stable: bool):
     """A tiny random model: `norm` is feat_extract_norm ("group": wav2vec2-base and the base
     models; "layer" with stable layer norm: wav2vec2-large, HuBERT-large, WavLM-large)."""
-    from transformers import (
-        Data2VecAudioConfig,
-        Data2VecAudioModel,
-        HubertConfig,
-        HubertModel,
-        Wav2Vec2Config,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2Model,
-        WavLMConfig,
-        WavLMModel,
-    )
-
-    classes = {"wav2vec2": (Wav2Vec2Config, Wav2Vec2Model), "hubert": (HubertConfig, HubertModel),
-               "wavlm": (WavLMConfig, WavLMModel),
-               "data2vec": (Data2VecAudioConfig, Data2VecAudioModel)}
-    cfg_cls, model_cls = classes[kind]
-    kw = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
-              conv_dim=(16,) * 7, num_conv_pos_embedding_groups=4, layerdrop=0.1)
+    kw = {}
     if kind == "data2vec":  # a stack of 3 positional convolutions, 5 frames wide each
         kw.update(num_conv_pos_embeddings=3, conv_pos_kernel_size=5)
     else:
-        kw.update(num_conv_pos_embeddings=16, feat_extract_norm=norm, do_stable_layer_norm=stable)
+        kw.update(feat_extract_norm=norm, do_stable_layer_norm=stable)
     if kind == "hubert":
         kw.update(feat_proj_layer_norm=stable)
     if kind == "wavlm":  # relative positions reach across every length used here
         kw.update(num_buckets=32, max_bucket_distance=64)
-    torch.manual_seed(0)
-    model_cls(cfg_cls(**kw)).save_pretrained(path)
-    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(path)
-    return path
+    return make_tiny_model_dir(path, kind, num_layers=3, **kw)
 
 
 ARCHS = [("wav2vec2", "group", False), ("wav2vec2", "layer", True), ("hubert", "group", False),
