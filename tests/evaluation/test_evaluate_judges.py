@@ -16,7 +16,13 @@ from emosteer.corpora.formats import scan_corpus
 from emosteer.embeddings.encoders import load_encoder
 from emosteer.embeddings.extract import extract_store
 from emosteer.errors import ConfigError
-from emosteer.evaluation.evaluate import JUDGE_METRICS, EvaluateConfig, evaluate
+from emosteer.evaluation.evaluate import (
+    JUDGE_METRICS,
+    EvaluateConfig,
+    Panel,
+    evaluate,
+    score_items,
+)
 from emosteer.prosody.world import ProsodyDelta
 
 LAYER = 2
@@ -152,3 +158,37 @@ def test_csv_text_column_reaches_the_store_index(tmp_path, tiny_model_dir):
     extract_store(utts, load_encoder(tiny_model_dir, layers=[1]), tmp_path / "store",
                   progress=False)
     assert EmbeddingStore.open(tmp_path / "store").index[0]["text"] == "Hello there"
+
+
+class _CountingJudge:
+    """Scores each clip by its mean and counts the clips it was given."""
+
+    def __init__(self):
+        self.seen = 0
+
+    def cache_token(self):
+        return "counting"
+
+    def score_many(self, batch):
+        self.seen += len(batch)
+        return [{"ovrl": float(np.mean(b["wav"])), "sig": 0.0, "bak": 0.0} for b in batch]
+
+
+def test_identical_items_are_judged_once_and_counted():
+    judge = _CountingJudge()
+    panel = Panel(judges={"dnsmos": judge}, skipped={}, requested=None, emotion={},
+                  target="angry", failures={"dnsmos": []})
+    wav = np.random.default_rng(0).standard_normal(1600).astype(np.float32)
+    other = wav + 1.0
+    items = [{"row": "input", "wav": wav, "sr": 16000, "text": "a"},
+             {"row": "steered", "mode": "prosody", "delta": 0.0, "wav": wav.copy(),
+              "sr": 16000, "text": "a"},
+             {"row": "steered", "mode": "prosody", "delta": 1.0, "wav": other, "sr": 16000,
+              "text": "a"},
+             {"row": "real_target", "wav": wav, "sr": 16000, "text": "b"}]
+    score_items(panel, "c0", "s0", wav, items)
+    assert judge.seen == 3 and panel.deduplicated == 1
+    scores = [r["score"]["ovrl"] for r in panel.records]
+    assert len(scores) == 4
+    assert scores[0] == scores[1] == scores[3] and scores[2] == pytest.approx(scores[0] + 1.0)
+    assert panel.summary()["deduplicated_items"] == 1

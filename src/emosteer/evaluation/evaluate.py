@@ -30,6 +30,7 @@ audio files write the colon as "-".
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -193,6 +194,7 @@ class Panel:
     speaker_reason: str | None = None
     failures: dict[str, list[dict]] = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)
+    deduplicated: int = 0
 
     def summary(self) -> dict:
         extra = {}
@@ -203,7 +205,8 @@ class Panel:
                 else "every installed judge",
                 "run": list(self.judges), "skipped": dict(self.skipped),
                 "models": {n: j.cache_token() for n, j in self.judges.items()},
-                "failures": self.failures, "cache": CACHE_DIR, **extra}
+                "failures": self.failures, "deduplicated_items": self.deduplicated,
+                "cache": CACHE_DIR, **extra}
 
 
 def _features(ex: EgemapsExtractor, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -345,25 +348,40 @@ def _pick(name: str, score: dict, target: str) -> dict:
     return out
 
 
+def _item_key(it: dict) -> tuple:
+    wav = np.ascontiguousarray(it["wav"], dtype=np.float32)
+    return hashlib.sha1(wav.tobytes()).hexdigest(), int(it["sr"]), it.get("text")
+
+
 def score_items(panel: Panel, clip_id: str, speaker: str, wav16: np.ndarray,
                 items: list[dict]) -> None:
     """Every judge on a clip's items ({row, mode, delta, wav, sr, text}); the input `wav16`
     is the speaker and ASR reference. Appends to `panel.records`; a judge that fails on this
-    clip is logged in `panel.failures` and leaves its cells to the other clips."""
-    batch = [{"wav": it["wav"], "sr": it["sr"], "text": it.get("text"),
-              "reference_wav": wav16, "reference_sr": SAMPLE_RATE} for it in items]
+    clip is logged in `panel.failures` and leaves its cells to the other clips.
+
+    Items with the same samples, rate and text are judged once and share the scores: delta 0
+    of prosody is the input itself, and delta 0 of both is delta 0 of latent. Each reuse is
+    counted in `panel.deduplicated`."""
+    keys = [_item_key(it) for it in items]
+    first = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    unique = sorted(set(first.values()))
+    panel.deduplicated += len(items) - len(unique)
+    batch = [{"wav": items[i]["wav"], "sr": items[i]["sr"], "text": items[i].get("text"),
+              "reference_wav": wav16, "reference_sr": SAMPLE_RATE} for i in unique]
     for name, judge in panel.judges.items():
         try:
-            scores = judge.score_many(batch)
+            scored = dict(zip(unique, judge.score_many(batch), strict=True))
         except EmosteerError as e:
             log.warning("judge %s failed on %s: %s", name, clip_id, e)
             panel.failures[name].append({"clip": clip_id, "reason": str(e)})
             continue
-        for it, sc in zip(items, scores, strict=True):
+        for it, k in zip(items, keys, strict=True):
             panel.records.append({"judge": name, "clip": clip_id, "speaker": speaker,
                                   "row": it["row"], "mode": it.get("mode"),
                                   "delta": it.get("delta"), "utt_id": it.get("utt_id"),
-                                  "score": _pick(name, sc, panel.target)})
+                                  "score": _pick(name, scored[first[k]], panel.target)})
 
 
 def judge_cells(panel: Panel, records: list[dict], seed: int, n_boot: int) -> dict:
