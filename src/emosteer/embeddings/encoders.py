@@ -43,7 +43,7 @@ import os
 import pickle
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -70,6 +70,11 @@ CHUNK_SECONDS = 30.0
 CONTEXT_SECONDS = 5.0
 # Checkpoints carry this buffer for pre-training masks only; inference never reads it.
 _UNUSED_KEYS = ("masked_spec_embed",)
+# bf16 keeps 8 significant bits, so a healthy bf16 forward of wav2vec2-base geometry lands about
+# 1.3% from fp32 (frame cosine 0.99991, README); 5% leaves room for deeper layers and flags
+# kernels that are wrong, not merely rounded (load_encoder's bf16 check).
+BF16_MAX_REL_ERROR = 0.05
+BF16_PROBE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -443,7 +448,9 @@ def load_encoder(name_or_path: str | os.PathLike, layers: Sequence[int] | None =
     """Load a wav2vec2/HuBERT/WavLM/data2vec-audio checkpoint (hub id or local directory) in eval
     mode with layerdrop off; keep only transformer layers up to max(layers). `random_init` builds
     the same architecture with weights drawn from torch's initialisers under `seed` (a control).
-    `int8`: dynamic int8 quantisation on CPU (module docstring), not with bf16."""
+    `bf16`: autocast to bf16, kept only if a probe clip stays within BF16_MAX_REL_ERROR of fp32
+    (`config.bf16` says which ran). `int8`: dynamic int8 quantisation on CPU (module docstring),
+    not with bf16."""
     import torch
     from transformers import AutoConfig, AutoModel
 
@@ -509,10 +516,39 @@ def load_encoder(name_or_path: str | os.PathLike, layers: Sequence[int] | None =
         int8=bool(int8),
     )
     if bf16:
+        config = _checked_bf16(model, config, device)
+    if config.bf16:
         _cast_matmul_weights(model, torch.bfloat16)
     if int8:
         _quantise_int8(model, hf_cfg.model_type)
     return Encoder(model, config, device=device)
+
+
+def _probe_wav(seconds: float = BF16_PROBE_SECONDS) -> np.ndarray:
+    """A fixed voiced-speech stand-in: five harmonics of a gliding F0 under a syllable-rate
+    envelope, with a little noise; neither silent nor stationary."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    phase = 2 * np.pi * np.cumsum(120 + 40 * np.sin(2 * np.pi * 0.7 * t)) / SAMPLE_RATE
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(4 * np.pi * t))
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    return (0.2 * voiced + 0.01 * noise).astype(np.float32)
+
+
+def _checked_bf16(model, config: EncoderConfig, device: str) -> EncoderConfig:
+    """`config` if bf16 autocast of `model` stays within BF16_MAX_REL_ERROR of fp32 on a probe
+    clip, else the same config in fp32, with a warning. Some CPUs' native bf16 kernels are wrong
+    for some shapes (oneDNN's AMX strided convolutions, pytorch#169688), which autocast would
+    pass on silently. Autocast over the still-fp32 weights rounds them as a cast would."""
+    probe = _probe_wav()
+    ref = Encoder(model, replace(config, bf16=False), device=device).encode(probe)
+    low = Encoder(model, config, device=device).encode(probe)
+    rel = float(np.linalg.norm(low - ref) / max(np.linalg.norm(ref), 1e-12))
+    if rel <= BF16_MAX_REL_ERROR:
+        return config
+    log.warning("%s: bf16 on %s is %.0f%% off fp32 on a probe clip (at most %.0f%% is rounding):"
+                " this device's bf16 kernels are wrong for this model; using fp32", config.model,
+                device, 100 * rel, 100 * BF16_MAX_REL_ERROR)
+    return replace(config, bf16=False)
 
 
 def _dynamic_int8(module):
