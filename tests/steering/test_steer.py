@@ -64,6 +64,33 @@ def test_differential_delta_zero_is_exactly_copy_synthesis(steerer):
     np.testing.assert_array_equal(y, steerer.vocode(steerer.input_mel(wav, n)))
 
 
+def test_delta_zero_runs_neither_encoder_nor_mapper(steerer, monkeypatch):
+    """The shape comes from the CNN geometry alone, and it is the shape a pushed pass has."""
+    lengths = (1.0, 1.2371, 0.73)
+    pushed = [steerer.mel_difference(tone(s), 0.5).shape for s in lengths]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ran a model at delta 0")
+
+    monkeypatch.setattr(steerer.encoder, "encode", refuse)
+    monkeypatch.setattr(steerer, "map_frames", refuse)
+    for s, shape in zip(lengths, pushed, strict=True):
+        diff = steerer.mel_difference(tone(s), 0.0)
+        assert diff.shape == shape and not diff.any()
+
+
+def test_same_output_as_names_a_config_with_the_identical_output(steerer):
+    wav = tone(1.1)
+    both = SteerConfig(mode="both")
+    for delta in (0.0, 1.0):
+        simple = Steerer.same_output_as(both, delta)
+        assert (simple.mode == "latent") == (delta == 0)
+        np.testing.assert_array_equal(steerer.steer(wav, delta, simple)[0],
+                                      steerer.steer(wav, delta, both)[0])
+    envelope = SteerConfig(mode="both", decode="envelope")
+    assert Steerer.same_output_as(envelope, 0.0) == envelope
+
+
 def test_differential_adds_only_what_the_push_changes(steerer):
     """mel(input) + mapper(steered) - mapper(frames); the fused batch of two equals two passes."""
     wav = tone(1.2)

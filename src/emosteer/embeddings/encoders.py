@@ -178,6 +178,14 @@ class Encoder:
     def identity(self) -> EncoderIdentity:
         return self.config.identity()
 
+    def n_frames(self, num_samples: int) -> int:
+        """Frames `encode` yields for `num_samples` at 16 kHz, from this model's CNN geometry."""
+        import torch
+
+        if num_samples < MIN_SAMPLES:
+            return 0
+        return int(self.model._get_feat_extract_output_lengths(torch.tensor(int(num_samples))))
+
     def _autocast(self, torch):
         dev = torch.device(self.device).type
         if self.config.bf16:

@@ -582,16 +582,19 @@ def evaluate(store_dir, axis_dir, mapper_dir, out_dir, cfg: EvaluateConfig,
                 save_audio(cdir / f"{COPY_SYNTHESIS}.wav", y, sr)
                 rec["copy_synthesis"] = f"{AUDIO_DIR}/{clip.id}/{COPY_SYNTHESIS}.wav"
                 items.append({"row": COPY_SYNTHESIS, "wav": y, "sr": sr, "text": text})
-            mine, fid = [], []
+            mine, fid, made = [], [], {}  # made: outputs already steered and measured
             for mode in cfg.modes:
                 for d in cfg.deltas:
-                    y, sr = steerer.steer(wav, d, mode_config(mode, frames=cfg.frames),
-                                          source=clip.row["path"])
+                    key = (steerer.same_output_as(mode_config(mode, frames=cfg.frames), d), d)
+                    if key not in made:
+                        y, sr = steerer.steer(wav, d, key[0], source=clip.row["path"])
+                        made[key] = y, sr, _measure(y, sr, clip, wav, probe, axis, enc, layer,
+                                                    store.config.pooling, panel.speaker,
+                                                    refs[clip.row["speaker"]])
+                    y, sr, m = made[key]
                     rel = f"{AUDIO_DIR}/{clip.id}/{mode.replace(':', '-')}_{delta_key(d)}.wav"
                     save_audio(out_dir / rel, y, sr)
                     rec["outputs"][mode][delta_key(d)] = rel
-                    m = _measure(y, sr, clip, wav, probe, axis, enc, layer,
-                                 store.config.pooling, panel.speaker, refs[clip.row["speaker"]])
                     mine.append({"clip": clip.id, "mode": mode, "delta": d, **m})
                     if mode == "latent" and d == 0.0:
                         fid.append(fidelity(wav, y, sr, steerer.mapper.config.mel_config))

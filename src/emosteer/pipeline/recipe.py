@@ -115,6 +115,9 @@ class Recipe:
     steer: SteerSpec = field(default_factory=SteerSpec)
     tts: TtsSpec = field(default_factory=TtsSpec)
     probe: bool = True
+    # the layer sweep's UMAP scatter (PCA is always drawn): numba compiles UMAP afresh in every
+    # process, ~16 s on 2 cores however few points there are
+    probe_umap: bool = True
     bank: bool = True  # an emotion bank (every other emotion from axis.source) at RUN/bank
     evaluate: bool = True
     report: bool = True

@@ -126,7 +126,7 @@ def stage_bank(ctx: RunContext) -> dict:
 def stage_probe(ctx: RunContext) -> dict:
     spec = ctx.recipe.axis
     result = run_probe(EmbeddingStore.open(ctx.path("store")), ctx.path("probe"),
-                       emotions=(spec.source, spec.target))
+                       emotions=(spec.source, spec.target), umap=ctx.recipe.probe_umap)
     return {"best_layer": result["best_layer"]}
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +219,10 @@ class Steerer:
     def mel_difference(self, wav: np.ndarray, delta: float, frames: str = "all") -> np.ndarray:
         """mapper(frames + delta * axis) - mapper(frames): what the push does to the mel.
         Exactly zero where the push leaves the frames alone (delta 0, unvoiced frames)."""
+        if delta == 0:  # no push: neither the encoder nor the mapper needs to run
+            self._need_latent()
+            n = self.mapper.out_length(self.encoder.n_frames(len(wav)))
+            return np.zeros((self.mapper.config.n_mels, n), np.float32)
         feats, steered, tracks = self.push(wav, delta, frames)
         if np.array_equal(steered, feats):
             n = self.mapper.out_length(feats.shape[0])
@@ -281,6 +285,15 @@ class Steerer:
         if cfg.mode == "prosody":
             return wav, SAMPLE_RATE
         return self.latent(wav, delta, cfg.frames, cfg.decode), int(self.vocoder.sample_rate)
+
+    @staticmethod
+    def same_output_as(cfg: SteerConfig, delta: float) -> SteerConfig:
+        """The simplest config whose output at `delta` is bit-identical to `cfg`'s: at delta 0
+        the prosody shift is the identity, so "both" is "latent" (envelope decoding resynthesises
+        through WORLD either way, and is left as it is)."""
+        if delta == 0 and cfg.mode == "both" and cfg.decode != "envelope":
+            return replace(cfg, mode="latent")
+        return cfg
 
     def steer(self, wav: np.ndarray, delta: float, cfg: SteerConfig | None = None,
               source: str = "<input>") -> tuple[np.ndarray, int]:
