@@ -513,9 +513,10 @@ def _fidelity(fid_rows, cfg):
 
 def evaluate(store_dir, axis_dir, mapper_dir, out_dir, cfg: EvaluateConfig,
              prosody: str | Path | None = None, device: str = "cpu", force: bool = False,
-             progress: bool = True) -> dict:
+             progress: bool = True, encoder=None) -> dict:
     """Steer held-out speakers' clips over `cfg.deltas` x `cfg.modes`, measure every output and
-    write `out_dir` (see module docstring). Returns the evaluate.json content.
+    write `out_dir` (see module docstring). Returns the evaluate.json content. `encoder`: an
+    already-loaded encoder to share (Steerer.from_artifacts checks it against the mapper).
 
     Clips that cannot be read or steered are reported, skipped and listed under "skipped"."""
     from tqdm import tqdm
@@ -535,7 +536,8 @@ def evaluate(store_dir, axis_dir, mapper_dir, out_dir, cfg: EvaluateConfig,
     needs_latent = bool(kinds & {"latent", "both"})
     steerer = Steerer.from_artifacts(axis=axis, mapper=mapper_dir if needs_latent else None,
                                      vocoder=cfg.vocoder, prosody=prosody, model=cfg.model,
-                                     mode="both" if needs_latent else "prosody", device=device)
+                                     mode="both" if needs_latent else "prosody", device=device,
+                                     encoder=encoder)
     if kinds & {"prosody", "both"} and steerer.prosody is None:
         raise ConfigError(f"modes prosody/both need a prosody delta: {axis_dir}/prosody.json "
                           "or --prosody FILE")

@@ -221,7 +221,7 @@ def stage_evaluate(ctx: RunContext) -> dict:
                          seed=r.encoder.seed, vocoder=r.steer.vocoder, n_boot=r.steer.n_boot)
     result = evaluate(ctx.path("store"), ctx.path("axis"), ctx.path("mapper"),
                       ctx.path("evaluate"), cfg, device=r.encoder.device, force=True,
-                      progress=ctx.progress)
+                      progress=ctx.progress, encoder=ctx.encoder())
     def value(cell):
         return round(cell["value"], 3) if isinstance(cell, dict) and "value" in cell else "n/m"
 
