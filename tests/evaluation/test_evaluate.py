@@ -205,3 +205,17 @@ def test_cells_and_spearman():
     down = spearman_cell([(c, d, -v) for c, d, v in rows], seed=0, what="x")
     assert down["value"] == pytest.approx(-rho["value"])
     assert spearman_cell([(c, d, 1.0) for c, d, _ in rows], 0, "x")["status"] == "not measured"
+
+
+def test_delta_zero_outputs_are_made_once(report, setup):
+    """Differential decoding at delta 0 is copy synthesis: latent and both at delta 0 are the
+    copy-synthesis audio itself (made once), and prosody at delta 0 is the input."""
+    out = setup / "out"
+    assert report["clips"]
+    for clip in report["clips"]:
+        zero = {m: (out / clip["outputs"][m]["+0.00"]).read_bytes()
+                for m in ("latent", "both", "prosody")}
+        assert zero["latent"] == zero["both"]
+        assert zero["prosody"] == (out / clip["input"]).read_bytes()
+        assert clip["copy_synthesis"]
+        assert (out / clip["copy_synthesis"]).read_bytes() == zero["latent"]

@@ -81,12 +81,13 @@ def test_delta_zero_runs_neither_encoder_nor_mapper(steerer, monkeypatch):
 
 def test_same_output_as_names_a_config_with_the_identical_output(steerer):
     wav = tone(1.1)
-    both = SteerConfig(mode="both")
-    for delta in (0.0, 1.0):
-        simple = Steerer.same_output_as(both, delta)
-        assert (simple.mode == "latent") == (delta == 0)
-        np.testing.assert_array_equal(steerer.steer(wav, delta, simple)[0],
-                                      steerer.steer(wav, delta, both)[0])
+    for cfg in (SteerConfig(mode="both"), SteerConfig(mode="both", frames="voiced"),
+                SteerConfig(mode="latent", frames="voiced")):
+        simple = Steerer.same_output_as(cfg, 0.0)
+        assert (simple.mode, simple.frames) == ("latent", "all")
+        np.testing.assert_array_equal(steerer.steer(wav, 0.0, simple)[0],
+                                      steerer.steer(wav, 0.0, cfg)[0])
+        assert Steerer.same_output_as(cfg, 1.0) == cfg
     envelope = SteerConfig(mode="both", decode="envelope")
     assert Steerer.same_output_as(envelope, 0.0) == envelope
 

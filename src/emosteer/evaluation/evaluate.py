@@ -74,7 +74,7 @@ from emosteer.evaluation.select import (
     speaker_reference,
 )
 from emosteer.prosody.correlates import CORRELATE_KEYS, acoustic_correlates, compare_correlates
-from emosteer.steering.steer import MODES, Steerer, mode_config
+from emosteer.steering.steer import MODES, SteerConfig, Steerer, mode_config
 from emosteer.synthesis.mel import log_mel_spectrogram, min_samples
 from emosteer.synthesis.vocoders import load_vocoder
 
@@ -408,9 +408,16 @@ def judge_cells(panel: Panel, records: list[dict], seed: int, n_boot: int) -> di
     return out
 
 
+# Latent steering at delta 0 with differential decoding: the input's log-mel (in the mapper's
+# mel definition and framing) into the vocoder, loudness matched; Steerer.steer makes it
+# without running the encoder or the mapper.
+COPY_CONFIG = SteerConfig(mode="latent", decode="differential")
+
+
 def copy_synthesis(wav16: np.ndarray, vocoder) -> tuple[np.ndarray, int]:
     """Copy synthesis: the input's log-mel straight into the vocoder (no encoder, no mapper),
-    loudness matched to the input as steering does: the ceiling of any mel-based output."""
+    loudness matched to the input as steering does: the ceiling of any mel-based output. With a
+    mapper, evaluate takes COPY_CONFIG's output instead: the same thing in the mapper's framing."""
     x = resample(wav16, SAMPLE_RATE, vocoder.sample_rate)
     if len(x) < min_samples(vocoder.mel_config):
         raise AudioError(f"too short for the vocoder's mel ({len(x)} samples)")
@@ -579,21 +586,31 @@ def evaluate(store_dir, axis_dir, mapper_dir, out_dir, cfg: EvaluateConfig,
                 items.append({"row": "real_target", "wav": real, "sr": SAMPLE_RATE,
                               "text": reference_text(clip.target_row)[0],
                               "utt_id": clip.target_row["utt_id"]})
+            made, measured = {}, {}  # outputs already steered (and measured), by what made them
+
+            def steered(scfg, d, wav=wav, made=made, path=clip.row["path"]):
+                key = (steerer.same_output_as(scfg, d), d)
+                if key not in made:
+                    made[key] = steerer.steer(wav, d, key[0], source=path)
+                return key, made[key]
+
             if vocoder is not None and panel.judges:
-                y, sr = copy_synthesis(wav, vocoder)
+                # differential decoding at delta 0 is copy synthesis in the mapper's framing:
+                # made once, it is also the latent (and both) delta-0 output
+                y, sr = steered(COPY_CONFIG, 0.0)[1] if steerer.mapper is not None \
+                    else copy_synthesis(wav, vocoder)
                 save_audio(cdir / f"{COPY_SYNTHESIS}.wav", y, sr)
                 rec["copy_synthesis"] = f"{AUDIO_DIR}/{clip.id}/{COPY_SYNTHESIS}.wav"
                 items.append({"row": COPY_SYNTHESIS, "wav": y, "sr": sr, "text": text})
-            mine, fid, made = [], [], {}  # made: outputs already steered and measured
+            mine, fid = [], []
             for mode in cfg.modes:
                 for d in cfg.deltas:
-                    key = (steerer.same_output_as(mode_config(mode, frames=cfg.frames), d), d)
-                    if key not in made:
-                        y, sr = steerer.steer(wav, d, key[0], source=clip.row["path"])
-                        made[key] = y, sr, _measure(y, sr, clip, wav, probe, axis, enc, layer,
-                                                    store.config.pooling, panel.speaker,
-                                                    refs[clip.row["speaker"]])
-                    y, sr, m = made[key]
+                    key, (y, sr) = steered(mode_config(mode, frames=cfg.frames), d)
+                    if key not in measured:
+                        measured[key] = _measure(y, sr, clip, wav, probe, axis, enc, layer,
+                                                 store.config.pooling, panel.speaker,
+                                                 refs[clip.row["speaker"]])
+                    m = measured[key]
                     rel = f"{AUDIO_DIR}/{clip.id}/{mode.replace(':', '-')}_{delta_key(d)}.wav"
                     save_audio(out_dir / rel, y, sr)
                     rec["outputs"][mode][delta_key(d)] = rel

@@ -289,10 +289,11 @@ class Steerer:
     @staticmethod
     def same_output_as(cfg: SteerConfig, delta: float) -> SteerConfig:
         """The simplest config whose output at `delta` is bit-identical to `cfg`'s: at delta 0
-        the prosody shift is the identity, so "both" is "latent" (envelope decoding resynthesises
-        through WORLD either way, and is left as it is)."""
-        if delta == 0 and cfg.mode == "both" and cfg.decode != "envelope":
-            return replace(cfg, mode="latent")
+        there is no push and the prosody shift is the identity, so "both" is "latent" and the
+        frame selection does not matter (envelope decoding resynthesises through WORLD either
+        way, and is left as it is)."""
+        if delta == 0 and cfg.mode != "prosody" and cfg.decode != "envelope":
+            return replace(cfg, mode="latent", frames="all")
         return cfg
 
     def steer(self, wav: np.ndarray, delta: float, cfg: SteerConfig | None = None,
