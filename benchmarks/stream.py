@@ -1,6 +1,7 @@
 """Streaming steering: latency (input sample -> output sample) and real-time factor.
 
     python benchmarks/stream.py [--threads 2] [--device cpu] [--seconds 6] [--blocks 100,200]
+                                [--mapper DIR] [--int8] [--emulate-avx2]
 
 The wav2vec2-base architecture (random init, layer 5: speed does not depend on the weights; no
 download), a default-size mapper and a small HiFi-GAN (V3, and V2) or Griffin-Lim, steering a
@@ -11,7 +12,9 @@ with `emosteer.stream.StreamingSteerer`. Per configuration:
   RTF         = mean compute per step / block duration   (< 1 keeps up with the input)
 
 and the difference from offline steering of the same input (`stream.compare_outputs`: MCD on
-active frames, level and F0 difference), for the latent and prosody paths.
+active frames, level and F0 difference), for the latent and prosody paths. `--int8` runs the
+encoder with int8 transformer linears (`load_encoder(int8=True)`); `--emulate-avx2` reruns
+under emosteer.precision.AVX2_ENV (an AVX2-only CPU's kernels).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from steer import speech  # benchmarks/steer.py: RAVDESS, else Piper, else a syn
 from emosteer.axes import wrap_vector
 from emosteer.embeddings.encoders import load_encoder
 from emosteer.embeddings.fallback import architecture_dir
-from emosteer.precision import machine_line
+from emosteer.precision import machine_line, rerun_as_avx2
 from emosteer.prosody.world import ProsodyDelta
 from emosteer.steering.compare import compare_outputs
 from emosteer.steering.steer import SteerConfig, Steerer
@@ -53,16 +56,22 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--blocks", default="100,200", help="block lengths in ms (multiples of 20)")
     ap.add_argument("--lookahead-ms", type=float, default=60.0)
-    ap.add_argument("--context-ms", type=float, default=500.0)
+    ap.add_argument("--context-ms", type=float, default=400.0)
     ap.add_argument("--mapper", help="a trained mapper directory (wav2vec2-base layer 5) for "
                                      "meaningful quality rows; default: an untrained one")
+    ap.add_argument("--int8", action="store_true", help="int8 transformer linears (CPU)")
+    ap.add_argument("--emulate-avx2", action="store_true",
+                    help="rerun dispatching as an AVX2-only CPU (emosteer.precision.AVX2_ENV)")
     args = ap.parse_args()
+    if args.emulate_avx2:
+        rerun_as_avx2()
     torch.set_num_threads(args.threads)
     wav, what = speech(args.seconds)
     rows, quality = [], []
     with tempfile.TemporaryDirectory() as tmp:
         arch = architecture_dir("facebook/wav2vec2-base", Path(tmp) / "w2v2")
-        enc = load_encoder(arch, layers=(LAYER,), device=args.device, random_init=True, seed=SEED)
+        enc = load_encoder(arch, layers=(LAYER,), device=args.device, random_init=True, seed=SEED,
+                           int8=args.int8)
         torch.manual_seed(SEED)
         mapper = (load_mapper(args.mapper, device=args.device) if args.mapper else
                   Mapper(MapperConfig(in_dim=768, layer=LAYER)).eval().to(args.device))
@@ -93,7 +102,7 @@ def main() -> None:
                                         compare_outputs(streamed, offline, sr)))
     print(f"machine: {machine_line()}")
     print(f"device {args.device}, {len(wav) / 16000:.1f} s of {what}, "
-          f"wav2vec2-base layer {LAYER} (random init), mapper {args.mapper or 'untrained'}, "
+          f"wav2vec2-base layer {LAYER} (random init{', int8' if args.int8 else ''}), mapper {args.mapper or 'untrained'}, "
           f"delta {DELTA}\n")
     print("| vocoder | mode | block ms | lookahead ms | context ms | compute ms (mean / p95) "
           "| latency p95 ms | RTF |")

@@ -226,6 +226,30 @@ def test_cli_single_and_sweep(artifacts, tmp_path, ravdess_dir):
     assert len(list(sweep.glob("*.wav"))) == 3 and (sweep / "sweep.json").is_file()
 
 
+def test_int8_encoder_steers_close_to_fp32(artifacts, tmp_path, monkeypatch):
+    """from_artifacts(int8=True) (steer --int8) quantises the encoder only: the weights hash
+    still matches the mapper's record, and the pushed mel moves little from fp32's."""
+    fp32 = Steerer.from_artifacts(axis=artifacts / "axis", mapper=artifacts / "mapper")
+    int8 = Steerer.from_artifacts(axis=artifacts / "axis", mapper=artifacts / "mapper", int8=True)
+    assert int8.encoder.config.int8 and not fp32.encoder.config.int8
+    wav = tone(1.2)
+    a, b = fp32.latent_mel(wav, 1.0), int8.latent_mel(wav, 1.0)
+    assert not np.array_equal(a, b)
+    assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.05
+    loaded = []
+    real = Steerer.from_artifacts.__func__
+
+    def spy(cls, *args, **kwargs):
+        loaded.append(kwargs.get("int8"))
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Steerer, "from_artifacts", classmethod(spy))
+    assert main(["steer", "--input", str(save_audio(tmp_path / "in.wav", wav, SAMPLE_RATE)),
+                 "--delta", "1", "--output", str(tmp_path / "out.wav"), "--int8",
+                 "--axis", str(artifacts / "axis"), "--mapper", str(artifacts / "mapper")]) == 0
+    assert loaded == [True]
+
+
 def test_cli_bad_input_is_a_clear_error(artifacts, tmp_path, capsys):
     bad = tmp_path / "not_audio.wav"
     bad.write_text("hello")

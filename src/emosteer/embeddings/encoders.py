@@ -95,11 +95,12 @@ class EncoderIdentity:
 
     def load(self, layers: Sequence[int] | None = None, *, source: str = "the artifact",
              model: str | os.PathLike | None = None, device: str = "cpu",
-             bf16: bool = False) -> Encoder:
+             bf16: bool = False, int8: bool = False) -> Encoder:
         """Rebuild this encoder (same random-init flag and seed, so the same weights) and check
-        that its weights hash is the recorded one; `model` relocates the checkpoint."""
+        that its weights hash is the recorded one; `model` relocates the checkpoint. `int8`:
+        load_encoder's dynamic int8 (the hash is of the weights before quantisation)."""
         enc = load_encoder(model or self.model, layers=layers, device=device, bf16=bf16,
-                           random_init=bool(self.random_init), seed=self.seed or 0)
+                           random_init=bool(self.random_init), seed=self.seed or 0, int8=int8)
         check_identity(self, enc.identity, source)
         return enc
 

@@ -111,10 +111,11 @@ class Steerer:
     def from_artifacts(cls, axis: EmotionAxis | str | Path | None = None, mapper=None,
                        vocoder="auto", prosody: ProsodyDelta | str | Path | None = None,
                        mode: str = "latent", model: str | None = None, device: str = "cpu",
-                       bf16: bool = False, encoder=None) -> Steerer:
+                       bf16: bool = False, encoder=None, int8: bool = False) -> Steerer:
         """The one way to build a Steerer from saved (or already loaded) parts; loads only what
         `mode` needs. `axis`, `mapper` and `prosody` are paths or loaded objects, `vocoder` a
-        name, a path or a loaded vocoder, `encoder` an already-loaded encoder to share.
+        name, a path or a loaded vocoder, `encoder` an already-loaded encoder to share. `int8`
+        loads the encoder with int8 transformer linears (CPU; the mapper and vocoder keep `bf16`).
 
         Without `encoder`, the encoder is rebuilt from the mapper's recorded identity (the
         axis's if the mapper records none): same checkpoint, random-init flag and seed, so the
@@ -140,7 +141,8 @@ class Steerer:
                 ident, source = ax.config.encoder, _where(ax, "axis", AXIS_JSON)
             if not (model or ident.model):
                 raise ConfigError(f"{source} names no encoder: pass --model")
-            encoder = ident.load((layer,), source=source, model=model, device=device, bf16=bf16)
+            encoder = ident.load((layer,), source=source, model=model, device=device,
+                                 bf16=bf16 and not int8, int8=int8)
         if vocoder == "auto" and mp.config.vocoder:  # the vocoder the mapper was trained for
             vocoder = mp.config.vocoder
         voc = load_vocoder(vocoder, device=device, mel_config=mp.config.mel) \
