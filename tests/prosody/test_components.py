@@ -16,11 +16,12 @@ import pytest
 from emosteer.audio import PEAK_CEILING, resample, save_audio
 from emosteer.cli import main
 from emosteer.errors import ArtifactError, ConfigError
-from emosteer.prosody.correlates import acoustic_correlates, envelope_correlates
+from emosteer.prosody.correlates import acoustic_correlates, envelope_correlates, speech_level_db
 from emosteer.prosody.world import (
     COMPONENTS,
     LEGACY_COMPONENTS,
     NEUTRAL,
+    EnvelopeShift,
     ProsodyDelta,
     apply_prosody,
     learn_prosody_delta,
@@ -197,6 +198,54 @@ def test_scale_zero_is_plain_world_resynthesis_for_every_component():
     for comp in COMPONENTS:
         assert np.array_equal(apply_prosody(src, SR, FULL.only(comp), 0.0), plain), comp
     assert np.array_equal(apply_prosody(src, SR, NEUTRAL, 1.0), plain)
+
+
+def _rms_db(x) -> float:
+    return 10 * math.log10(float(np.mean(np.asarray(x, np.float64) ** 2)))
+
+
+def _rumble(n: int, seed: int = 3) -> np.ndarray:
+    """A room's noise floor: low-passed noise, the colour WORLD's white-noise rendering loses."""
+    from scipy.signal import butter, sosfilt
+
+    noise = np.random.default_rng(seed).standard_normal(n)
+    return (3e-3 * sosfilt(butter(2, 300, "lowpass", fs=SR, output="sos"), noise)).astype(np.float32)
+
+
+def test_unvoiced_stretches_are_the_recording():
+    src = sentence(pause_s=0.3)
+    src = src + _rumble(len(src))
+    pad = slice(0, int(0.25 * SR))  # the leading silence: room noise only
+    out = apply_prosody(src, SR, _delta(f0_shift_st=3.0, tilt_db=4.0, mcep=MCEP,
+                                        ap_db=(-4.0,)), 1.0)
+    # The same samples up to the level match, where WORLD would render other noise.
+    assert np.corrcoef(out[pad], src[pad])[0, 1] > 0.999
+    assert abs(np.corrcoef(_resynth_everything(src)[pad], src[pad])[0, 1]) < 0.5
+    # Time changes move the noise, and it keeps its level.
+    pad = slice(0, int(0.15 * SR))  # inside the leading silence at 1.3x too
+    for d in (_delta(rate_ratio=1.3).only("rate"), _delta(rate_ratio=0.75).only("rate"),
+              _delta(pause_ratio=1.6).only("pauses")):
+        moved = apply_prosody(src, SR, d, 1.0)
+        assert _rms_db(moved[pad]) == pytest.approx(_rms_db(src[pad]), abs=1.0), d.summary()
+
+
+def _resynth_everything(wav):
+    """WORLD resynthesis of every frame: an envelope shift (here a null one) keeps none of the
+    recording."""
+    shift = EnvelopeShift(np.zeros((2, 2)), np.array([0.0, SR / 2]), np.array([0.0, 1.0]))
+    return apply_prosody(wav, SR, None, envelope=shift)
+
+
+def test_a_louder_voice_leaves_the_room_noise_where_it_was():
+    src = sentence(pause_s=0.3, amp=0.05)  # +10 dB stays below the peak limiter
+    src = src + _rumble(len(src))
+    pad = slice(0, int(0.25 * SR))
+    out = apply_prosody(src, SR, _delta(energy_db=10.0).only("energy"), 1.0)
+    assert speech_level_db(out, SR) - speech_level_db(src, SR) == pytest.approx(10.0, abs=0.5)
+    assert _rms_db(out[pad]) == pytest.approx(_rms_db(src[pad]), abs=1.0)
+    quiet = apply_prosody(src, SR, _delta(energy_db=10.0).only("energy"), 1.0,
+                          preserve_level=True)
+    assert speech_level_db(quiet, SR) == pytest.approx(speech_level_db(src, SR), abs=0.5)
 
 
 def test_loud_input_never_clips():

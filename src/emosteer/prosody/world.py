@@ -18,6 +18,10 @@ delta also carries (each learned the same way, each switchable, see COMPONENTS):
 contour's final slope and onset, the energy dynamics, the mean spectral envelope (WORLD's
 mel-cepstrum), the aperiodicity (breathiness) and pause lengthening apart from the speaking
 rate. Files written before these existed hold the original five and load as such.
+
+Only voiced speech goes through WORLD: unvoiced stretches keep the recording's own samples
+(see `_keep_unvoiced`: WORLD's white-noise rendering of them moved a calm clip's unvoiced
+spectrum further than any emotion does).
 """
 
 from __future__ import annotations
@@ -539,16 +543,21 @@ def _shelf_gain_db(sp: np.ndarray, voiced: np.ndarray, sr: int, target_db: float
     return g * shape
 
 
-def _time_scale(f0: np.ndarray, sp: np.ndarray, ap: np.ndarray, factor: float | np.ndarray):
-    """Resample WORLD frames so the output is `factor` times faster (duration / factor).
-    `factor` is one number, or one per input frame (pauses and speech at different rates)."""
-    n = len(f0)
+def _frame_positions(n: int, factor: float | np.ndarray) -> np.ndarray:
+    """Where each output frame reads the input (fractional input frame), for an output
+    `factor` times faster (duration / factor); `factor` is one number or one per input frame
+    (pauses and speech at different rates)."""
     rate = np.broadcast_to(np.asarray(factor, dtype=np.float64), (n,))
     # Output time (in frames) at each input frame boundary; output frame k reads the input at
     # the position where that clock passes k (k * factor for a constant factor).
     clock = np.r_[0.0, np.cumsum(1.0 / rate)]
     n_out = max(1, int(round(clock[-1])))
-    pos = np.minimum(np.interp(np.arange(n_out), clock, np.arange(n + 1.0)), n - 1)
+    return np.minimum(np.interp(np.arange(n_out), clock, np.arange(n + 1.0)), n - 1)
+
+
+def _time_scale(f0: np.ndarray, sp: np.ndarray, ap: np.ndarray, pos: np.ndarray):
+    """WORLD frames resampled at the input positions `pos` (`_frame_positions`)."""
+    n = len(f0)
     i0 = np.floor(pos).astype(int)
     i1 = np.minimum(i0 + 1, n - 1)
     w = (pos - i0)[:, None]
@@ -562,6 +571,59 @@ def _time_scale(f0: np.ndarray, sp: np.ndarray, ap: np.ndarray, factor: float | 
     f0_out = np.where(both, np.exp(log_f0), f0[near])
     return f0_out, np.ascontiguousarray(sp_out), np.ascontiguousarray(ap_out)
 
+
+def _overlap_add(x: np.ndarray, pos: np.ndarray, hop: float, n_samples: int) -> np.ndarray:
+    """`x` moved in time frame by frame: output frame k (centred on sample k * hop) is the
+    input around sample pos[k] * hop (within half a window, see below), Hann-windowed over 4
+    hops and overlap-added, divided by the summed windows. Where pos[k] = k this is `x` itself
+    (to rounding). Meant for noise (unvoiced speech, pauses), whose waveform may jump."""
+    half = int(round(2 * hop))
+    size = 2 * half
+    window = np.hanning(size + 1)[:-1]
+    padded = np.pad(np.asarray(x, np.float64), (half, half + size))
+    wanted = np.clip(np.round(pos * hop).astype(int), 0, len(x))
+    at_out = np.round(np.arange(len(pos)) * hop).astype(int)
+    # Each frame goes on reading where the last one left off while that stays within half a
+    # window of where it should read, and jumps there when not: continued frames join up
+    # exactly, so the noise keeps its level; summing unrelated frames would cost 2.1 dB
+    # (Hann windows 4 hops long sum to 2 in amplitude but to sqrt(1.5) in power).
+    starts = wanted.copy()
+    for k in range(1, len(starts)):
+        go_on = starts[k - 1] + at_out[k] - at_out[k - 1]
+        if abs(go_on - wanted[k]) <= half:
+            starts[k] = go_on
+    out = np.zeros(int(np.ceil(len(pos) * hop)) + 2 * size)
+    norm = np.zeros_like(out)
+    at = at_out[:, None] + np.arange(size)[None, :]
+    np.add.at(out, at, window * padded[starts[:, None] + np.arange(size)[None, :]])
+    np.add.at(norm, at, np.broadcast_to(window, at.shape))
+    y, norm = out[half: half + n_samples], norm[half: half + n_samples]
+    y = np.where(norm > 1e-3, y / np.maximum(norm, 1e-3), 0.0)
+    return np.r_[y, np.zeros(max(0, n_samples - len(y)))]
+
+
+def _per_sample(values: np.ndarray, pos: np.ndarray, n_samples: int, hop: float) -> np.ndarray:
+    """A per-input-frame quantity at each output sample: read at the frames' positions `pos`
+    (`_frame_positions`), then interpolated between output frames `hop` samples apart."""
+    at_frames = np.interp(pos, np.arange(len(values)), values)
+    return np.interp(np.arange(n_samples) / hop, np.arange(len(pos)), at_frames)
+
+
+def _keep_unvoiced(y: np.ndarray, x: np.ndarray, pos: np.ndarray, voicing: np.ndarray,
+                   gain_db: np.ndarray, hop: float) -> np.ndarray:
+    """WORLD's output `y` on voiced speech, the recording `x` elsewhere: moved in time like
+    the frames (`pos`, `_overlap_add`) and given the frames' level change `gain_db` (per input
+    frame). `voicing` is the smoothed voicing per input frame; doubled and capped at 1, the
+    cross-fade lies wholly on the unvoiced side, so no voiced frame hears the input's F0.
+
+    Why: WORLD renders unvoiced stretches (consonants, pauses, the noise floor) as white noise
+    shaped by a smoothed envelope, which loses the recording's own noise colour. On RAVDESS
+    calm clips the plain resynthesis moved the unvoiced spectral slope below 500 Hz by three
+    corpus standard deviations, more than any emotion does, and no component means to change
+    the unvoiced spectrum."""
+    w = _per_sample(np.minimum(1.0, 2.0 * voicing), pos, len(y), hop)
+    kept = _overlap_add(x, pos, hop, len(y)) * 10 ** (_per_sample(gain_db, pos, len(y), hop) / 20)
+    return w * y + (1.0 - w) * kept
 
 @dataclass(frozen=True)
 class EnvelopeShift:
@@ -646,8 +708,8 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta | None, scale: f
       speech (final slope + scale*f0_final_slope_st_s) and a half-Hann bump over the first
       0.3 s (onset + scale*f0_onset_st), re-centred so the median stays where f0 put it.
     - mcep: scale*mcep added to the coded envelope of voiced frames (as a gain, exact at 0).
-    - tilt: a high shelf around 1 kHz on the spectral envelope whose depth makes the voiced
-      alpha ratio move by scale*tilt_db in total: with mcep on, the shelf supplies only the
+    - tilt: a high shelf around 1 kHz on the spectral envelope of voiced frames whose depth
+      makes the voiced alpha ratio move by scale*tilt_db in total: with mcep on, the shelf supplies only the
       part the mcep change left (it already moves the tilt: c1 is mostly tilt), so the two
       never double-count; with mcep off it supplies all of it, as before.
     - aperiodicity: scale*ap_db added to voiced frames' coded aperiodicity (dB per WORLD
@@ -658,12 +720,16 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta | None, scale: f
     - rate / pauses: WORLD frames resampled in time so speech is rate_ratio**scale faster;
       with "pauses", frames in pauses (`pause_frames`) last pause_ratio**scale longer instead.
     - energy: the active-speech level becomes input + scale*energy_db, or stays the input's with
-      `preserve_level` (the steering layer matches loudness to the input itself). Peaks above
-      PEAK_CEILING are limited (`limit_peak`), so a boost on loud input never clips.
+      `preserve_level` (the steering layer matches loudness to the input itself); the gain
+      follows speech activity, so the noise floor between and around the words stays where it
+      was. Peaks above PEAK_CEILING are limited (`limit_peak`), so a boost on loud input never
+      clips.
     - `envelope`: a further spectral-envelope change (the latent push's mel difference, see
       `steering.steer`), applied before everything else, so one synthesis carries both.
-    scale=0 (or delta None) with no envelope gives the plain WORLD resynthesis, which measures
-    (nearly) like the input, whatever the components."""
+    Without `envelope`, only voiced speech is resynthesised: the rest (unvoiced consonants,
+    pauses, the noise floor) is the recording's own samples, moved in time with the frames
+    (`_keep_unvoiced`). scale=0 (or delta None) with no envelope gives this plain
+    resynthesis, which measures (nearly) like the input, whatever the components."""
     wav = validate_audio(np.asarray(wav, dtype=np.float32), "apply_prosody input")
     if not math.isfinite(scale):
         raise ConfigError(f"scale must be a finite number, got {scale!r}")
@@ -683,8 +749,8 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta | None, scale: f
         bins = np.arange(sp.shape[1]) * sr / fft_size
         sp = sp * envelope.power_gain(t, bins)
     frame_rate = 1000.0 / SYNTH_FRAME_PERIOD_MS
-    hop = int(round(sr * SYNTH_FRAME_PERIOD_MS / 1000))
-    energy = frame_energy_db(wav, sr, len(f0), hop)
+    hop = sr * SYNTH_FRAME_PERIOD_MS / 1000  # samples per frame (WORLD's frames are in seconds)
+    energy = frame_energy_db(wav, sr, len(f0), int(round(hop)))
     # Voiced as `correlates` measures it (F0 found and active speech), for the contour's
     # stretches and the pauses; F0 itself is changed on every frame with an F0.
     measured = voiced & active_frames(energy)
@@ -708,9 +774,9 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta | None, scale: f
         sp = sp * np.exp(scale * weight * gain[None, :])
     if "tilt" in on:
         target = scale * delta.tilt_db
-        sp = sp * 10 ** (_shelf_gain_db(sp, voiced, sr, target,
-                                        before_mcep if sp is not before_mcep else None
-                                        )[None, :] / 10)
+        sp = sp * 10 ** (weight * _shelf_gain_db(sp, voiced, sr, target,
+                                                 before_mcep if sp is not before_mcep else None
+                                                 )[None, :] / 10)
     if "aperiodicity" in on and delta.ap_db and voiced.any():
         # D4C's output is the decoding of its coded values, so changing those and decoding
         # loses nothing; frames the change does not reach keep their own aperiodicity.
@@ -719,6 +785,7 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta | None, scale: f
         coded = np.ascontiguousarray(np.clip(coded, AP_FLOOR_DB, AP_CEIL_DB))
         ap = np.ascontiguousarray(np.where(weight > 0, pw.decode_aperiodicity(coded, sr, fft_size),
                                            ap))
+    gain_db = np.zeros(len(f0))  # a level change per frame (dB), the unvoiced ones' too
     if "dynamics" in on and delta.energy_range_ratio != 1.0 and measured.any():
         # Around the active-speech level L, each voiced frame at E goes to L + r*(E - L). The
         # frames between take the gain interpolated from the voiced frames either side (a
@@ -739,13 +806,27 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta | None, scale: f
         pauses = pause_frames(measured, energy, frame_rate)
         if pauses.any():
             factor = np.where(pauses, delta.pause_ratio**-scale, rate)
+    pos = np.arange(len(f0), dtype=np.float64)
     if np.any(np.abs(np.asarray(factor) - 1.0) > 1e-6):
-        f0, sp, ap = _time_scale(f0, sp, ap, factor)
+        pos = _frame_positions(len(f0), factor)
+        f0, sp, ap = _time_scale(f0, sp, ap, pos)
     y = pw.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), ap, sr,
                       frame_period=SYNTH_FRAME_PERIOD_MS)
-    target = speech_level_db(wav, sr) + (scale * delta.energy_db
-                                         if "energy" in on and not preserve_level else 0.0)
-    y = y * 10 ** ((target - speech_level_db(y, sr)) / 20)
+    if envelope is None:  # an envelope shift changes every frame, so all are resynthesised
+        y = _keep_unvoiced(y, x, pos, weight[:, 0], gain_db, hop)
+    y = y * 10 ** ((speech_level_db(wav, sr) - speech_level_db(y, sr)) / 20)  # input's level
+    if "energy" in on and not preserve_level and delta.energy_db != 0:
+        # A louder voice in the same room: speech rises, the room's noise floor (the frames
+        # that are not active speech) does not, so the signal-to-noise ratio follows the voice
+        # as in a louder take. The gain fades in and out with activity, which takes a little
+        # off the speech level, so it is measured again and the boost corrected once.
+        speech = _per_sample(_smooth(active_frames(energy), int(round(
+            VOICING_SMOOTH_MS / SYNTH_FRAME_PERIOD_MS))), pos, len(y), hop)
+        target, boost = speech_level_db(y, sr) + scale * delta.energy_db, scale * delta.energy_db
+        for _ in range(2):
+            louder = y * 10 ** (boost * speech / 20)
+            boost += target - speech_level_db(louder, sr)
+        y = louder
     peak = float(np.max(np.abs(y)))
     if peak > PEAK_CEILING:
         log.debug("prosody: peaks limited by up to %.1f dB", 20 * math.log10(peak / PEAK_CEILING))
