@@ -42,7 +42,7 @@ lint: $(STAMP)
 BENCH_OUT ?= out/bench
 bench: $(STAMP)
 	mkdir -p $(BENCH_OUT)
-	for b in benchmarks/*.py; do n=$$(basename $$b .py); echo "== $$b"; \
+	for b in benchmarks/[!_]*.py; do n=$$(basename $$b .py); echo "== $$b"; \
 	  { echo "# $$b, $$(date -u +%Y-%m-%dT%H:%MZ)"; \
 	    $(BIN)/python -c 'from emosteer.precision import machine_line; print(machine_line())'; \
 	    $(BIN)/python $$b; echo $$? > $(BENCH_OUT)/.rc; } | tee $(BENCH_OUT)/$$n.md; \

@@ -20,22 +20,15 @@ spectral slopes, MFCC 1-4), voice quality (jitter, shimmer, HNR, H1-H2, H1-A3) a
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
+from _bank_split import SOURCE, load_split
 
-from emosteer.audio import SAMPLE_RATE, load_audio
-from emosteer.corpora.formats import scan_corpus
-from emosteer.evaluation.emotion_judge import EgemapsExtractor, train_emotion_judge
+from emosteer.audio import SAMPLE_RATE
 from emosteer.prosody.world import apply_prosody, learn_prosody_delta
 
-TRAIN = tuple(f"ravdess_{i:02d}" for i in range(1, 7))
-HELD_OUT = ("ravdess_07", "ravdess_08")
-SOURCE = "calm"
-REPO = Path(__file__).resolve().parents[1]
 # Substrings of the eGeMAPS v02 names (openSMILE) of each group; every feature the judge keeps
 # falls in exactly one (checked at run time).
 GROUPS = {"F0": ("F0semitone",),
@@ -57,20 +50,11 @@ def group_masks(names) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/emosteer-prosody-bench"))
-    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    args = ap.parse_args()
     t_start = time.time()
-    utts = list(scan_corpus(args.data / "ravdess", "ravdess"))
-    ex = EgemapsExtractor(cache_dir=args.cache, workers=2)
-    train = [u for u in utts if u.speaker in TRAIN]
-    judge = train_emotion_judge([u.path for u in train], [u.emotion for u in train],
-                                [u.speaker for u in train], extractor=ex)
+    split, args = load_split(__doc__)
+    utts, train, held, calm = split.utts, split.train, split.held, split.calm
+    ex, judge = split.extractor, split.judge
     masks = group_masks(judge.feature_names)
-    held = [u for u in utts if u.speaker in HELD_OUT]
-    calm = [load_audio(u.path) for u in held if u.emotion == SOURCE]
     learn = ([u.path for u in train], [u.speaker for u in train], [u.emotion for u in train])
 
     def p_target(Z: np.ndarray, col: int) -> float:

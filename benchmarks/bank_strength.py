@@ -21,40 +21,24 @@ are cached in --cache).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
+from _bank_split import SOURCE, load_split
 
-from emosteer.audio import SAMPLE_RATE, load_audio
-from emosteer.corpora.formats import scan_corpus
-from emosteer.evaluation.emotion_judge import EgemapsExtractor, train_emotion_judge
+from emosteer.audio import SAMPLE_RATE
 from emosteer.evaluation.metrics import bootstrap_ci
 from emosteer.prosody.world import apply_prosody, learn_prosody_delta
 
-TRAIN = tuple(f"ravdess_{i:02d}" for i in range(1, 7))
-HELD_OUT = ("ravdess_07", "ravdess_08")
-SOURCE = "calm"
 DELTAS = (0.5, 1.0)
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/emosteer-prosody-bench"))
-    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    args = ap.parse_args()
     t_start = time.time()
-    utts = list(scan_corpus(args.data / "ravdess", "ravdess"))
-    ex = EgemapsExtractor(cache_dir=args.cache, workers=2)
-    train = [u for u in utts if u.speaker in TRAIN]
-    judge = train_emotion_judge([u.path for u in train], [u.emotion for u in train],
-                                [u.speaker for u in train], extractor=ex)
-    held = [u for u in utts if u.speaker in HELD_OUT]
-    calm = [load_audio(u.path) for u in held if u.emotion == SOURCE]
+    split, args = load_split(__doc__)
+    utts, train, held, calm = split.utts, split.train, split.held, split.calm
+    ex, judge = split.extractor, split.judge
     print(f"judge trained on {len(train)} clips of actors 01-06; {len(calm)} calm clips of "
           f"actors 07-08 to steer [{time.time() - t_start:.0f} s]")
     emotions = sorted({u.emotion for u in utts if u.intensity == "strong"} - {SOURCE})
