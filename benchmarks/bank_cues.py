@@ -15,7 +15,9 @@ that changes nothing is one it already imposes, or one the judge ignores.
 The groups split the judge's eGeMAPS features by what they measure: F0 (level, range, slopes),
 formants (F1-F3 frequency, bandwidth, level), spectral balance (alpha ratio, Hammarberg index,
 spectral slopes, MFCC 1-4), voice quality (jitter, shimmer, HNR, H1-H2, H1-A3) and timing
-(voiced and unvoiced segment lengths, rates). About 3 minutes on 2 CPU cores cold.
+(voiced and unvoiced segment lengths, rates). Last, the unvoiced spectrum (z units) of the
+calm clips, of their resynthesis as `apply_prosody` makes it (voiced speech only) and of a
+WORLD resynthesis of every frame. About 3 minutes on 2 CPU cores cold.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from _bank_split import SOURCE, load_split
 
 from emosteer.audio import SAMPLE_RATE
-from emosteer.prosody.world import apply_prosody, learn_prosody_delta
+from emosteer.prosody.world import EnvelopeShift, apply_prosody, learn_prosody_delta
 
 # Substrings of the eGeMAPS v02 names (openSMILE) of each group; every feature the judge keeps
 # falls in exactly one (checked at run time).
@@ -38,6 +40,10 @@ GROUPS = {"F0": ("F0semitone",),
           "spectral balance": ("alphaRatio", "hammarberg", "slope", "mfcc"),
           "voice quality": ("jitter", "shimmer", "HNR", "H1-H2", "H1-A3"),
           "timing": ("Segment", "PerSec", "Rate")}
+
+
+UNVOICED_SPECTRUM = ("slopeUV0-500_sma3nz_amean", "alphaRatioUV_sma3nz_amean",
+                     "hammarbergIndexUV_sma3nz_amean")
 
 
 def group_masks(names) -> dict[str, np.ndarray]:
@@ -77,6 +83,21 @@ def main() -> None:
         results[emo] = row
         print(f"{emo}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items())
               + f" [{time.time() - t_start:.0f} s]")
+    # Why only voiced speech goes through WORLD: the unvoiced spectrum of the calm clips, of
+    # their resynthesis as apply_prosody does it, and of a WORLD resynthesis of every frame
+    # (what an envelope shift gets), in the judge's z units.
+    every_frame = EnvelopeShift(np.zeros((2, 2)), np.array([0.0, SAMPLE_RATE / 2]),
+                                np.array([0.0, 1.0]))
+    uv = [judge.feature_names.index(n) for n in UNVOICED_SPECTRUM]
+    for name, wavs in (("calm", calm),
+                       ("voiced-only resynthesis", [apply_prosody(w, SAMPLE_RATE, None)
+                                                    for w in calm]),
+                       ("whole WORLD resynthesis", [apply_prosody(w, SAMPLE_RATE, None,
+                                                                  envelope=every_frame)
+                                                    for w in calm])):
+        z = judge._standardise(ex.features_many([(w, SAMPLE_RATE) for w in wavs])).mean(axis=0)
+        print(f"{name}: " + ", ".join(f"{n} {z[i]:+.2f}" for n, i in
+                                       zip(UNVOICED_SPECTRUM, uv, strict=True)))
     cols = list(next(iter(results.values())))
     print(f"\nMean P(target) by the 8-class judge, calm clips of actors 07-08 (n={len(calm)}) "
           "steered at delta 1, with one feature group moved to the real target clips' mean:\n")

@@ -21,7 +21,7 @@ rate. Files written before these existed hold the original five and load as such
 
 Only voiced speech goes through WORLD: unvoiced stretches keep the recording's own samples
 (see `_keep_unvoiced`: WORLD's white-noise rendering of them moved a calm clip's unvoiced
-spectrum further than any emotion does).
+spectrum by about two standard deviations of the corpus).
 """
 
 from __future__ import annotations
@@ -618,9 +618,9 @@ def _keep_unvoiced(y: np.ndarray, x: np.ndarray, pos: np.ndarray, voicing: np.nd
 
     Why: WORLD renders unvoiced stretches (consonants, pauses, the noise floor) as white noise
     shaped by a smoothed envelope, which loses the recording's own noise colour. On RAVDESS
-    calm clips the plain resynthesis moved the unvoiced spectral slope below 500 Hz by three
-    corpus standard deviations, more than any emotion does, and no component means to change
-    the unvoiced spectrum."""
+    calm clips a resynthesis of every frame moves the unvoiced spectral slope below 500 Hz by
+    2.4 standard deviations of the corpus (`benchmarks/bank_cues.py`), and no component means
+    to change the unvoiced spectrum."""
     w = _per_sample(np.minimum(1.0, 2.0 * voicing), pos, len(y), hop)
     kept = _overlap_add(x, pos, hop, len(y)) * 10 ** (_per_sample(gain_db, pos, len(y), hop) / 20)
     return w * y + (1.0 - w) * kept
@@ -709,9 +709,9 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta | None, scale: f
       0.3 s (onset + scale*f0_onset_st), re-centred so the median stays where f0 put it.
     - mcep: scale*mcep added to the coded envelope of voiced frames (as a gain, exact at 0).
     - tilt: a high shelf around 1 kHz on the spectral envelope of voiced frames whose depth
-      makes the voiced alpha ratio move by scale*tilt_db in total: with mcep on, the shelf supplies only the
-      part the mcep change left (it already moves the tilt: c1 is mostly tilt), so the two
-      never double-count; with mcep off it supplies all of it, as before.
+      makes the voiced alpha ratio move by scale*tilt_db in total: with mcep on, the shelf
+      supplies only the part the mcep change left (it already moves the tilt: c1 is mostly
+      tilt), so the two never double-count; with mcep off it supplies all of it, as before.
     - aperiodicity: scale*ap_db added to voiced frames' coded aperiodicity (dB per WORLD
       band), clipped to D4C's range (-60 dB to just below 0 dB).
     - dynamics: each voiced frame's level moved to L + r*(E - L) (E the frame level, L the
@@ -823,10 +823,8 @@ def apply_prosody(wav: np.ndarray, sr: int, delta: ProsodyDelta | None, scale: f
         speech = _per_sample(_smooth(active_frames(energy), int(round(
             VOICING_SMOOTH_MS / SYNTH_FRAME_PERIOD_MS))), pos, len(y), hop)
         target, boost = speech_level_db(y, sr) + scale * delta.energy_db, scale * delta.energy_db
-        for _ in range(2):
-            louder = y * 10 ** (boost * speech / 20)
-            boost += target - speech_level_db(louder, sr)
-        y = louder
+        boost += target - speech_level_db(y * 10 ** (boost * speech / 20), sr)
+        y = y * 10 ** (boost * speech / 20)
     peak = float(np.max(np.abs(y)))
     if peak > PEAK_CEILING:
         log.debug("prosody: peaks limited by up to %.1f dB", 20 * math.log10(peak / PEAK_CEILING))
